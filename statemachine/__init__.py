@@ -1,0 +1,1 @@
+"""The closure's states, transitions, guards, plans and approval rules: plain data, no I/O."""

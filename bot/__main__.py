@@ -1,0 +1,152 @@
+"""The command line: demo | run | check | diagram | audit. The only wiring point."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import io
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from bot.config import ConfigError, Settings, load_settings
+
+
+class CliError(Exception):
+    """A user error: printed as one line, exit 2."""
+
+
+def _settings(path: str) -> Settings:
+    return load_settings(path)
+
+
+def cmd_diagram(_: argparse.Namespace) -> int:
+    from statemachine.closure import mermaid
+
+    print(mermaid())
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from storage.audit import trail
+    from storage.db import open_db
+
+    settings = _settings(args.config)
+    tenant = settings.tenant(args.tenant)
+    if tenant is None:
+        raise CliError(f"{args.config}: tenants: no tenant named {args.tenant!r}")
+    db = open_db(settings.storage_path)
+    rows = trail(db, tenant.name)
+    if args.format == "json":
+        print(json.dumps(rows, indent=2, sort_keys=True))
+    else:
+        out = io.StringIO()
+        fields = [
+            "id",
+            "at",
+            "tenant",
+            "closure_id",
+            "actor",
+            "action",
+            "step",
+            "plan_hash",
+            "event_id",
+            "detail",
+        ]
+        writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({**row, "detail": json.dumps(row["detail"], sort_keys=True)})
+        print(out.getvalue(), end="")
+    return 0
+
+
+async def _check(settings: Settings) -> int:
+    from bot.doctor import check_tenant, table
+    from bot.service import start_service
+
+    service = await start_service(settings, port=0)
+    try:
+        await service.runner.stop()  # check only reads
+        lines = []
+        for tenant in service.runner.tenants.values():
+            lines += await check_tenant(tenant)
+    finally:
+        await service.stop()
+    print(table(lines))
+    return 0 if all(line.ok for line in lines) else 1
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    return asyncio.run(_check(_settings(args.config)))
+
+
+async def _run(settings: Settings, host: str, port: int) -> None:
+    from bot.service import serve_forever, start_service
+
+    service = await start_service(settings, host=host, port=port)
+    print(f"close-account-bot listening on {service.url}/slack/events", flush=True)
+    await serve_forever(service)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = _settings(args.config)
+    try:
+        asyncio.run(_run(settings, args.host, args.port))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from bot.demo import run_demo
+
+    if args.users < 2:
+        raise CliError("--users: must be at least 2")
+    return asyncio.run(run_demo(users=args.users, seed=args.seed, db_path=args.db))
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="close-account-bot",
+        description="Close a Microsoft 365 tenant from Slack: planned, approved, verified.",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="run a whole closure against the embedded simulators")
+    demo.add_argument("--users", type=int, default=250)
+    demo.add_argument("--seed", type=int, default=1)
+    demo.add_argument("--db", default=None, help="database file (default: a temporary one)")
+    demo.set_defaults(func=cmd_demo)
+    run = sub.add_parser("run", help="run the bot")
+    run.add_argument("--config", required=True)
+    run.add_argument("--port", type=int, default=3000)
+    run.add_argument("--host", default="0.0.0.0")
+    run.set_defaults(func=cmd_run)
+    check = sub.add_parser("check", help="check config, credentials, permissions and roles")
+    check.add_argument("--config", required=True)
+    check.set_defaults(func=cmd_check)
+    diagram = sub.add_parser("diagram", help="print the state machine as Mermaid")
+    diagram.set_defaults(func=cmd_diagram)
+    audit = sub.add_parser("audit", help="print a tenant's audit trail")
+    audit.add_argument("--config", required=True)
+    audit.add_argument("--tenant", required=True)
+    audit.add_argument("--format", choices=["json", "csv"], default="json")
+    audit.set_defaults(func=cmd_audit)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except (ConfigError, CliError) as exc:
+        print(f"close-account-bot: {exc}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""The Bolt app: thin listeners that ack first and hand the work to the runner."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import commands
+from bot.runner import Runner
+
+log = logging.getLogger("close_account_bot.app")
+
+
+def build_app(*, runner: Runner, client: AsyncWebClient, signing_secret: str | None) -> AsyncApp:
+    app = AsyncApp(
+        client=client,
+        signing_secret=signing_secret,
+        # Socket Mode has no signature; HTTP mode always checks it.
+        request_verification_enabled=signing_secret is not None,
+        process_before_response=False,
+    )
+
+    @app.command("/close-account")
+    async def close_account(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        await ack()
+        reply = await commands.handle(
+            runner, str(body.get("user_id", "")), str(body.get("text", ""))
+        )
+        await respond(text=reply.text, response_type="ephemeral")
+
+    async def on_reaction(body: dict[str, Any], event: dict[str, Any], added: bool) -> None:
+        item = event.get("item") or {}
+        if item.get("type") != "message":
+            return
+        await runner.reaction(
+            user=str(event.get("user", "")),
+            reaction=str(event.get("reaction", "")),
+            channel=str(item.get("channel", "")),
+            ts=str(item.get("ts", "")),
+            added=added,
+            event_id=str(body.get("event_id", "")),
+        )
+
+    @app.event("reaction_added")
+    async def reaction_added(body: dict[str, Any], event: dict[str, Any]) -> None:
+        await on_reaction(body, event, True)
+
+    @app.event("reaction_removed")
+    async def reaction_removed(body: dict[str, Any], event: dict[str, Any]) -> None:
+        await on_reaction(body, event, False)
+
+    return app

@@ -1,0 +1,220 @@
+"""Block Kit for the status message, approval requests and checklists: pure functions."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from statemachine.closure import STEP_TITLES, STEPS, split_state
+from statemachine.plan import Plan
+
+Block = dict[str, Any]
+SAMPLE = 10
+PHASE_LABEL = {
+    "planning": "planning",
+    "awaiting_approval": "waiting for approval",
+    "executing": "running",
+    "waiting_external": "waiting on the admin / Microsoft",
+    "verifying": "verifying with Microsoft",
+    "blocked": "BLOCKED",
+    "rejected": "VETOED",
+    "failed": "FAILED",
+}
+KIND_LABEL = {
+    "user": "users",
+    "subscription": "subscriptions",
+    "security_defaults": "security defaults",
+    "ca_policy": "conditional access policies requiring MFA",
+    "per_user_mfa": "per-user MFA settings",
+    "deleted_user": "soft-deleted users to purge (irreversible)",
+    "application": "app registrations",
+    "service_principal": "enterprise applications (service principals)",
+}
+VERB = {
+    "delete_users": "will be deleted (soft delete: restorable for 30 days until step 5)",
+    "cancel_subscriptions": "must be cancelled (checklist follows after approval)",
+    "delete_disabled_subscriptions": "must be deleted (checklist follows after approval)",
+    "disable_mfa": "will be turned off",
+    "delete_directory": "will be removed for good",
+}
+
+
+def _text(text: str) -> Block:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}
+
+
+def _context(text: str) -> Block:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text[:3000]}]}
+
+
+def slack_date(epoch: float) -> str:
+    """A Slack date token that each reader sees in their own time zone."""
+    fallback = datetime.datetime.fromtimestamp(epoch, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"<!date^{int(epoch)}^{{date_short_pretty}} {{time}}|{fallback}>"
+
+
+def mentions(users: Sequence[str]) -> str:
+    return ", ".join(f"<@{u}>" for u in users) or "nobody"
+
+
+@dataclass(frozen=True)
+class Progress:
+    done: int
+    total: int
+    rate: float | None = None  # items per second
+    eta_seconds: float | None = None
+
+    def line(self) -> str:
+        pct = 100 * self.done // self.total if self.total else 100
+        parts = [f"{self.done:,}/{self.total:,} ({pct}%)"]
+        if self.rate:
+            parts.append(f"{self.rate:,.1f}/s")
+        if self.eta_seconds is not None and self.done < self.total:
+            parts.append(f"ETA {_duration(self.eta_seconds)}")
+        return " · ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 90:
+        return f"{seconds}s"
+    if seconds < 5400:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+
+
+@dataclass(frozen=True)
+class StatusView:
+    closure_id: str
+    tenant: str
+    tenant_id: str
+    state: str
+    requester: str
+    display_name: str | None = None
+    note: str | None = None
+    approvals: Mapping[str, Sequence[str]] = field(default_factory=dict)  # step -> approvers
+    progress: Progress | None = None
+
+
+def status_text(view: StatusView) -> str:
+    return f"Closure of {view.tenant} ({view.tenant_id}): {view.state}"
+
+
+def status_blocks(view: StatusView) -> list[Block]:
+    current, phase = split_state(view.state)
+    title = {"closed": "closed", "aborted": "aborted"}.get(phase, "in progress")
+    name = f"{view.display_name} · " if view.display_name else ""
+    blocks: list[Block] = [
+        {"type": "header", "text": {"type": "plain_text", "text": f"Closing {view.tenant}"[:150]}},
+        _context(
+            f"{name}tenant `{view.tenant_id}` · requested by <@{view.requester}> · "
+            f"closure `{view.closure_id}` · *{title}*"
+        ),
+    ]
+    lines = []
+    reached = current is None and phase == "closed"
+    index = STEPS.index(current) if current else len(STEPS)
+    for n, step in enumerate(STEPS, start=1):
+        if reached or n - 1 < index:
+            mark, label = ":white_check_mark:", "done"
+        elif step == current:
+            mark = {
+                "blocked": ":no_entry:",
+                "rejected": ":x:",
+                "failed": ":warning:",
+            }.get(phase, ":arrow_forward:")
+            label = PHASE_LABEL.get(phase, phase)
+        else:
+            mark, label = ":white_circle:", "pending"
+        if phase == "aborted" and n - 1 >= index:
+            mark, label = ":black_circle:", "not run"
+        approved = view.approvals.get(step)
+        extra = f" · approved by {mentions(approved)}" if approved else ""
+        if step == current and view.progress and phase == "executing":
+            extra += f" · {view.progress.line()}"
+        lines.append(f"{mark} {n}. {STEP_TITLES[step]} — {label}{extra}")
+    blocks.append(_text("\n".join(lines)))
+    if view.note:
+        blocks.append(_context(view.note))
+    rollback = (
+        "Rollback is still possible (nothing has been purged)."
+        if phase not in ("closed",) and (current is None or STEPS.index(current) < 4)
+        else None
+    )
+    if current == "delete_directory" and phase in ("planning", "awaiting_approval", "blocked"):
+        rollback = "Rollback is still possible until step 5 is approved and starts purging."
+    elif current == "delete_directory":
+        rollback = "Point of no return passed: this closure can no longer be rolled back."
+    if rollback and phase != "aborted":
+        blocks.append(_context(rollback))
+    return blocks
+
+
+def approval_text(plan: Plan, step_no: int) -> str:
+    return f"Approval needed for step {step_no}/5, {STEP_TITLES[plan.step]}: {plan.hash[:12]}"
+
+
+def approval_blocks(
+    plan: Plan,
+    *,
+    approvers: Sequence[str],
+    quorum: int,
+    expires_at: float,
+    changes: Sequence[str] = (),
+) -> list[Block]:
+    step_no = STEPS.index(plan.step) + 1
+    facts = plan.facts
+    blocks: list[Block] = [
+        {
+            "type": "header",
+            "text": {
+                "type": "plain_text",
+                "text": f"Approve step {step_no}/5: {STEP_TITLES[plan.step]}"[:150],
+            },
+        },
+        _text(
+            f"*Tenant:* {facts.get('display_name')} · `{facts.get('tenant_id')}` · "
+            f"{facts.get('primary_domain')}"
+        ),
+    ]
+    if changes:
+        blocks.append(_text("*The plan changed since the last request:*\n" + "\n".join(changes)))
+    counts = plan.counts()
+    if counts:
+        summary = "\n".join(
+            f"• *{n:,}* {KIND_LABEL.get(kind, kind)}" for kind, n in sorted(counts.items())
+        )
+        blocks.append(_text(f"*What {VERB[plan.step]}:*\n{summary}"))
+        sample = [
+            f"`{i.name or i.id}`" + (f" ({i.detail['userType']})" if "userType" in i.detail else "")
+            for i in plan.items[:SAMPLE]
+        ]
+        more = len(plan.items) - len(sample)
+        blocks.append(
+            _context("Sample: " + ", ".join(sample) + (f" and {more:,} more" if more > 0 else ""))
+        )
+    if plan.step == "delete_directory":
+        blocks.append(
+            _text(
+                ":rotating_light: *Point of no return.* Approving this step makes the closure"
+                " irreversible: soft-deleted users are purged, applications removed, and the bot"
+                " deletes its own access last."
+            )
+        )
+    blocks.append(
+        _text(
+            f"*Who may approve:* {mentions(approvers)} · *needed:* {quorum} · "
+            f"*expires:* {slack_date(expires_at)}\n"
+            "React with :white_check_mark: to approve or :x: to veto. "
+            "The requester's reaction never counts."
+        )
+    )
+    blocks.append(_context(f"plan `{plan.hash[:12]}` · approvals bind to this exact plan"))
+    return blocks
+
+
+def checklist_blocks(title: str, lines: Sequence[str], footer: str) -> list[Block]:
+    body = "\n".join(f"{n}. {line}" for n, line in enumerate(lines, start=1))
+    return [_text(f"*{title}*"), _text(body or "(nothing)"), _context(footer)]

@@ -1,0 +1,128 @@
+"""`/close-account` text: parsing (pure) and the replies for each subcommand."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from bot.runner import Reply, Runner
+from statemachine.closure import STEP_TITLES, STEPS, split_state
+from storage import closures as closures_db
+
+USAGE = (
+    "Usage: `/close-account <tenant>` (or `start <tenant>`) · `status [<tenant>]` · `list` ·"
+    " `abort <tenant> [reason]` · `retry <tenant>` · `help`"
+)
+HELP = (
+    "*close-account-bot* closes a Microsoft 365 tenant in Microsoft's five steps, each one planned,"
+    " approved by the tenant's named approvers (react :white_check_mark: to approve, :x: to veto),"
+    " executed and verified from Microsoft's side.\n" + USAGE
+)
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$")
+VERBS = frozenset({"start", "status", "list", "help", "abort", "retry"})
+
+
+@dataclass(frozen=True)
+class Command:
+    verb: str
+    tenant: str | None = None
+    reason: str = ""
+
+
+class UsageError(Exception):
+    """The text is not a command; str() is the one-line reason."""
+
+
+def parse(text: str) -> Command:
+    words = text.strip().split()
+    if not words:
+        raise UsageError("Tell me which tenant to close.")
+    verb = words[0].lower()
+    if verb not in VERBS:
+        if len(words) == 1 and NAME.match(words[0]):
+            return Command("start", words[0].lower())
+        raise UsageError(f"I don't understand `{_clip(text)}`.")
+    rest = words[1:]
+    if verb in ("list", "help"):
+        if rest:
+            raise UsageError(f"`{verb}` takes no arguments.")
+        return Command(verb)
+    if verb == "status":
+        if len(rest) > 1:
+            raise UsageError("`status` takes at most one tenant.")
+        return Command(verb, _tenant(rest[0]) if rest else None)
+    if not rest:
+        raise UsageError(f"`{verb}` needs a tenant.")
+    if verb == "abort":
+        return Command(verb, _tenant(rest[0]), " ".join(rest[1:])[:500])
+    if len(rest) > 1:
+        raise UsageError(f"`{verb}` takes exactly one tenant.")
+    return Command(verb, _tenant(rest[0]))
+
+
+def _tenant(word: str) -> str:
+    if not NAME.match(word):
+        raise UsageError(f"`{_clip(word)}` is not a tenant name.")
+    return word.lower()
+
+
+def _clip(text: str) -> str:
+    text = text.replace("`", "'").replace("\n", " ")
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+async def handle(runner: Runner, user: str, text: str) -> Reply:
+    """Run a command for `user` and say what happened; every refusal says why."""
+    try:
+        command = parse(text)
+    except UsageError as exc:
+        return Reply(False, f"{exc} {USAGE}")
+    if command.verb == "help":
+        return Reply(True, HELP)
+    if command.verb == "list":
+        return Reply(True, list_text(runner))
+    if command.verb == "status":
+        return Reply(True, status_text(runner, command.tenant))
+    assert command.tenant is not None
+    if command.verb == "start":
+        return await runner.start_closure(command.tenant, user)
+    if command.verb == "abort":
+        return await runner.abort(command.tenant, user, command.reason)
+    return await runner.retry(command.tenant, user)
+
+
+def _describe(state: str) -> str:
+    step, phase = split_state(state)
+    if step is None:
+        return phase
+    return f"step {STEPS.index(step) + 1}/5 {STEP_TITLES[step]}: {phase.replace('_', ' ')}"
+
+
+def list_text(runner: Runner) -> str:
+    rows = closures_db.open_closures(runner.db)
+    if not rows:
+        return "No open closures."
+    return "Open closures:\n" + "\n".join(
+        f"• *{r['tenant']}* (`{r['tenant_id']}`): `{r['state']}` — {_describe(r['state'])}"
+        for r in rows
+    )
+
+
+def status_text(runner: Runner, tenant_name: str | None) -> str:
+    if tenant_name is None:
+        names = [t.name for t in runner.settings.tenants]
+        lines = []
+        for name in names:
+            row = closures_db.latest_closure_for(runner.db, name)
+            lines.append(f"• *{name}*: " + (f"`{row['state']}`" if row else "never closed"))
+        return "Tenants:\n" + "\n".join(lines)
+    tenant = runner.settings.tenant(tenant_name)
+    if tenant is None:
+        return f"Unknown tenant `{tenant_name}`."
+    row = closures_db.latest_closure_for(runner.db, tenant.name)
+    if row is None:
+        return f"{tenant.name}: no closure yet."
+    text = f"*{tenant.name}* (`{tenant.tenant_id}`): `{row['state']}` — {_describe(row['state'])}"
+    if row["reason"]:
+        text += f"\n{row['reason']}"
+    return text

@@ -1,0 +1,230 @@
+"""A small Microsoft Graph client: paging, JSON $batch, Retry-After, bounded retries."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import ssl
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import aiohttp
+
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+MAX_BATCH = 20
+
+
+class TokenSource(Protocol):
+    async def token(self, force_refresh: bool = False) -> str: ...
+
+
+class GraphError(Exception):
+    """A Graph call that failed for good: status, Graph's error code and message, the path."""
+
+    def __init__(self, status: int, code: str, message: str, path: str) -> None:
+        super().__init__(f"{status} {code}: {message} ({path})")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.path = path
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    id: str
+    method: str
+    url: str  # relative, like "/users/{id}"
+    body: dict[str, Any] | None = None
+
+
+def error_of(status: int, body: dict[str, Any], path: str) -> GraphError:
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        return GraphError(status, str(error.get("code", "")), str(error.get("message", "")), path)
+    return GraphError(status, "", str(body)[:200], path)
+
+
+def retry_after(headers: dict[str, str], attempt: int, base: float) -> float:
+    """Seconds to wait: Retry-After when Microsoft gives it, else exponential with jitter."""
+    for name, value in headers.items():
+        if name.lower() == "retry-after":
+            try:
+                return max(0.0, float(value))
+            except ValueError:
+                break
+    return float(base * (2**attempt) * (0.5 + random.random() / 2))
+
+
+class Graph:
+    """Graph for one tenant. `on_request` sees every (method, path, status) for progress/metrics."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        graph_url: str,
+        tokens: TokenSource,
+        ssl_context: ssl.SSLContext | None = None,
+        max_attempts: int = 8,
+        backoff_base: float = 1.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        on_request: Callable[[str, str, int], None] | None = None,
+    ) -> None:
+        self.session = session
+        self.graph_url = graph_url.rstrip("/")
+        self.tokens = tokens
+        self.ssl_context = ssl_context
+        self.max_attempts = max_attempts
+        self.backoff_base = backoff_base
+        self.sleep = sleep
+        self.on_request = on_request
+
+    def url(self, path: str, beta: bool = False) -> str:
+        if path.startswith("https://") or path.startswith("http://"):
+            return path
+        return f"{self.graph_url}/{'beta' if beta else 'v1.0'}{path}"
+
+    async def _send(
+        self, method: str, url: str, body: dict[str, Any] | None, force_refresh: bool
+    ) -> Response:
+        token = await self.tokens.token(force_refresh=force_refresh)
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        async with self.session.request(
+            method,
+            url,
+            json=body,
+            headers=headers,
+            ssl=self.ssl_context if self.ssl_context is not None else True,
+        ) as resp:
+            text = await resp.text()
+            parsed: dict[str, Any] = {}
+            if text:
+                try:
+                    loaded = json.loads(text)
+                    parsed = loaded if isinstance(loaded, dict) else {"value": loaded}
+                except ValueError:
+                    parsed = {"error": {"code": "nonJsonResponse", "message": text[:200]}}
+            return Response(resp.status, parsed, dict(resp.headers))
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: dict[str, Any] | None = None,
+        beta: bool = False,
+        ok_statuses: Sequence[int] = (),
+    ) -> Response:
+        """One call with retries for 429/5xx/dropped connections and one token refresh on 401."""
+        url = self.url(path, beta)
+        refreshed = False
+        attempt = 0
+        while True:
+            try:
+                resp = await self._send(method, url, body, force_refresh=False)
+            except (TimeoutError, aiohttp.ClientConnectionError) as exc:
+                attempt += 1
+                if attempt >= self.max_attempts:
+                    raise GraphError(
+                        0, "connectionError", str(exc) or type(exc).__name__, path
+                    ) from exc
+                await self.sleep(retry_after({}, attempt - 1, self.backoff_base))
+                continue
+            if self.on_request is not None:
+                self.on_request(method, path, resp.status)
+            if resp.ok or resp.status in ok_statuses:
+                return resp
+            if resp.status == 401 and not refreshed:
+                refreshed = True
+                await self.tokens.token(force_refresh=True)
+                continue
+            if resp.status in RETRYABLE_STATUS and attempt + 1 < self.max_attempts:
+                await self.sleep(retry_after(resp.headers, attempt, self.backoff_base))
+                attempt += 1
+                continue
+            raise error_of(resp.status, resp.body, path)
+
+    async def get(self, path: str, *, beta: bool = False) -> dict[str, Any]:
+        return (await self.request("GET", path, beta=beta)).body
+
+    async def get_all(self, path: str, *, beta: bool = False) -> list[dict[str, Any]]:
+        """Every item of a collection, following @odata.nextLink (an absolute URL) to the end."""
+        items: list[dict[str, Any]] = []
+        next_url: str | None = self.url(path, beta)
+        while next_url:
+            body = (await self.request("GET", next_url)).body
+            items.extend(body.get("value", []))
+            link = body.get("@odata.nextLink")
+            next_url = str(link) if link else None
+        return items
+
+    async def patch(self, path: str, body: dict[str, Any], *, beta: bool = False) -> Response:
+        return await self.request("PATCH", path, body=body, beta=beta)
+
+    async def batch(
+        self,
+        requests: Sequence[BatchRequest],
+        *,
+        beta: bool = False,
+        ok_statuses: Sequence[int] = (),
+    ) -> dict[str, Response]:
+        """Send in $batch chunks of 20; retry each throttled or failed sub-request on its own.
+
+        Returns the final response for every request id. Sub-requests that still fail after
+        the bounded attempts are returned as they are, for the caller to report.
+        """
+        results: dict[str, Response] = {}
+        for start in range(0, len(requests), MAX_BATCH):
+            pending = list(requests[start : start + MAX_BATCH])
+            attempt = 0
+            while pending:
+                envelope = {
+                    "requests": [
+                        {
+                            "id": r.id,
+                            "method": r.method,
+                            "url": r.url,
+                            **(
+                                {"body": r.body, "headers": {"Content-Type": "application/json"}}
+                                if r.body is not None
+                                else {}
+                            ),
+                        }
+                        for r in pending
+                    ]
+                }
+                outer = await self.request("POST", "/$batch", body=envelope, beta=beta)
+                by_id = {str(r.get("id")): r for r in outer.body.get("responses", [])}
+                retry: list[BatchRequest] = []
+                wait = 0.0
+                for req in pending:
+                    sub = by_id.get(req.id) or {"status": 503}
+                    status = int(sub.get("status", 0))
+                    headers = {str(k): str(v) for k, v in (sub.get("headers") or {}).items()}
+                    body = sub.get("body") if isinstance(sub.get("body"), dict) else {}
+                    resp = Response(status, body or {}, headers)
+                    if self.on_request is not None:
+                        self.on_request(req.method, req.url, status)
+                    if status in RETRYABLE_STATUS and attempt + 1 < self.max_attempts:
+                        retry.append(req)
+                        wait = max(wait, retry_after(headers, attempt, self.backoff_base))
+                        continue
+                    results[req.id] = resp
+                if retry:
+                    attempt += 1
+                    await self.sleep(wait)
+                pending = retry
+        return results

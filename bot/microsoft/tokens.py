@@ -1,0 +1,100 @@
+"""Graph tokens through MSAL: one confidential client per tenant, built and called off the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from typing import Any
+
+import msal
+import requests
+
+from bot.config import TenantSettings
+
+
+class TokenError(Exception):
+    """Microsoft refused to issue a token; the message carries Microsoft's error, never a secret."""
+
+
+def http_session(ca_bundle: str | None) -> requests.Session:
+    """A requests session for MSAL that ignores REQUESTS_CA_BUNDLE and trusts `ca_bundle`."""
+    session = requests.Session()
+    session.trust_env = False  # REQUESTS_CA_BUNDLE would otherwise override `verify`
+    if ca_bundle:
+        session.verify = ca_bundle
+    return session
+
+
+def jwt_claims(token: str) -> dict[str, Any]:
+    """The claims of a JWT access token, read without verifying it (Microsoft verifies it)."""
+    try:
+        payload = token.split(".")[1]
+        padded = payload + "=" * (-len(payload) % 4)
+        claims = json.loads(base64.urlsafe_b64decode(padded))
+    except (IndexError, ValueError):
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+class MsalTokens:
+    """App-only tokens for one tenant; MSAL caches them itself."""
+
+    def __init__(self, tenant: TenantSettings, *, ca_bundle: str | None) -> None:
+        self.tenant = tenant
+        self._ca_bundle = ca_bundle
+        self._app: msal.ConfidentialClientApplication | None = None
+        self._lock = asyncio.Lock()
+        self.scopes = [f"{tenant.graph_url}/.default"]
+
+    def _credential(self) -> Any:
+        if self.tenant.certificate_file is not None:
+            from bot.microsoft.certificates import msal_credential
+
+            return msal_credential(self.tenant.certificate_file)
+        return self.tenant.client_secret
+
+    def _build(self) -> msal.ConfidentialClientApplication:
+        custom = self.tenant.authority_host not in _KNOWN_AUTHORITY_HOSTS
+        return msal.ConfidentialClientApplication(
+            self.tenant.client_id,
+            client_credential=self._credential(),
+            authority=f"{self.tenant.authority_host}/{self.tenant.tenant_id}",
+            instance_discovery=False if custom else None,
+            http_client=http_session(self._ca_bundle),
+        )
+
+    def _acquire(self, force_refresh: bool) -> str:
+        if self._app is None:
+            try:
+                self._app = self._build()
+            except ValueError as exc:  # MSAL's word for an authority it cannot discover
+                raise TokenError(f"authority {self.tenant.authority_host}: {exc}") from exc
+        app = self._app
+        if force_refresh:
+            cache = app.token_cache
+            for entry in cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN):
+                cache.remove_at(entry)
+        result = app.acquire_token_for_client(self.scopes)
+        if "access_token" not in result:
+            error = result.get("error", "unknown_error")
+            description = str(result.get("error_description", "")).split("\n")[0]
+            raise TokenError(f"{error}: {description}".strip(": "))
+        token: str = result["access_token"]
+        return token
+
+    async def token(self, force_refresh: bool = False) -> str:
+        async with self._lock:
+            try:
+                return await asyncio.to_thread(self._acquire, force_refresh)
+            except requests.RequestException as exc:
+                raise TokenError(f"cannot reach {self.tenant.authority_host}: {exc}") from exc
+
+
+_KNOWN_AUTHORITY_HOSTS = frozenset(
+    {
+        "https://login.microsoftonline.com",
+        "https://login.microsoftonline.us",
+        "https://login.chinacloudapi.cn",
+    }
+)

@@ -1,0 +1,188 @@
+"""Builds every client once and wires the bot: database, Slack, Graph, runner, HTTP server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import ssl
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import certifi
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlite_utils import Database
+
+from bot.app import build_app
+from bot.config import Settings
+from bot.microsoft.graph import Graph
+from bot.microsoft.steps import Tenant
+from bot.microsoft.tokens import MsalTokens
+from bot.runner import Runner
+from storage.db import open_db
+
+log = logging.getLogger("close_account_bot.service")
+SLACK_API = "https://slack.com/api/"
+
+
+def ssl_context(ca_file: Path | None) -> ssl.SSLContext:
+    """The system's trust store plus the configured extra CA, for every outgoing HTTPS call."""
+    context = ssl.create_default_context(cafile=certifi.where())
+    if ca_file is not None:
+        context.load_verify_locations(cafile=str(ca_file))
+    return context
+
+
+def ca_bundle(ca_file: Path | None) -> str | None:
+    """A PEM bundle for MSAL (requests): certifi's roots plus the configured extra CA."""
+    if ca_file is None:
+        return None
+    fd, path = tempfile.mkstemp(prefix="close-account-ca-", suffix=".pem")
+    with os.fdopen(fd, "w") as out:
+        out.write(Path(certifi.where()).read_text())
+        out.write("\n")
+        out.write(ca_file.read_text())
+    return path
+
+
+def slack_client(settings: Settings, context: ssl.SSLContext) -> AsyncWebClient:
+    return AsyncWebClient(
+        token=settings.slack.bot_token,
+        base_url=settings.slack.api_url or SLACK_API,
+        ssl=context,
+        retry_handlers=[
+            AsyncRateLimitErrorRetryHandler(max_retry_count=5),
+            AsyncServerErrorRetryHandler(max_retry_count=3),
+            AsyncConnectionErrorRetryHandler(max_retry_count=3),
+        ],
+    )
+
+
+@dataclass
+class Service:
+    settings: Settings
+    db: Database
+    runner: Runner
+    app: AsyncApp
+    session: aiohttp.ClientSession
+    client: AsyncWebClient
+    url: str = ""
+    web_runner: web.AppRunner | None = None
+    socket_handler: Any = None
+    ready: bool = False
+    _bundle: str | None = field(default=None, repr=False)
+
+    async def stop(self) -> None:
+        await self.runner.stop()
+        if self.socket_handler is not None:
+            await self.socket_handler.close_async()
+        if self.web_runner is not None:
+            await self.web_runner.cleanup()
+        await self.session.close()
+        self.db.conn.close()
+        if self._bundle:
+            os.unlink(self._bundle)  # a small temp file; no need to leave the loop
+
+
+def build_web(service: Service) -> web.Application:
+    async def slack_events(request: web.Request) -> web.StreamResponse:
+        bolt_request = await to_bolt_request(request)
+        bolt_response = await service.app.async_dispatch(bolt_request)
+        return await to_aiohttp_response(bolt_response)
+
+    async def healthz(_: web.Request) -> web.StreamResponse:
+        if not service.ready:
+            return web.json_response({"ok": False, "starting": True}, status=503)
+        return web.json_response(
+            {
+                "ok": True,
+                "open_closures": service.runner.running(),
+                "tenants": [t.name for t in service.settings.tenants],
+            }
+        )
+
+    web_app = web.Application()
+    web_app.router.add_post("/slack/events", slack_events)
+    web_app.router.add_get("/healthz", healthz)
+    return web_app
+
+
+async def start_service(
+    settings: Settings,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 3000,
+    clock: Callable[[], float] = time.time,
+    graph_backoff: float = 1.0,
+) -> Service:
+    """Start the bot: HTTP server (and Socket Mode if configured), then resume closures."""
+    context = ssl_context(settings.ca_file)
+    bundle = ca_bundle(settings.ca_file)
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120))
+    db = open_db(settings.storage_path)
+    client = slack_client(settings, context)
+    tenants = {
+        t.name: Tenant(
+            t,
+            Graph(
+                session,
+                graph_url=t.graph_url,
+                tokens=MsalTokens(t, ca_bundle=bundle),
+                ssl_context=context,
+                backoff_base=graph_backoff,
+            ),
+        )
+        for t in settings.tenants
+    }
+    runner = Runner(
+        settings=settings,
+        db=db,
+        client=client,
+        tenants=tenants,
+        session=session,
+        ssl_context=context,
+        clock=clock,
+    )
+    app = build_app(
+        runner=runner,
+        client=client,
+        signing_secret=None if settings.slack.app_token else settings.slack.signing_secret,
+    )
+    service = Service(settings, db, runner, app, session, client, _bundle=bundle)
+    web_runner = web.AppRunner(build_web(service), access_log=None)
+    await web_runner.setup()
+    site = web.TCPSite(web_runner, host, port)
+    await site.start()
+    service.web_runner = web_runner
+    bound = web_runner.addresses[0][1] if web_runner.addresses else port
+    service.url = f"http://{host}:{bound}"
+    if settings.slack.app_token:
+        from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+
+        handler = AsyncSocketModeHandler(app, settings.slack.app_token, web_client=client)
+        await handler.connect_async()  # type: ignore[no-untyped-call]
+        service.socket_handler = handler
+    resumed = await runner.start()
+    service.ready = True
+    log.info("ready on %s; resumed %d open closures", service.url, resumed)
+    return service
+
+
+async def serve_forever(service: Service) -> None:
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await service.stop()
