@@ -8,6 +8,7 @@ import asyncio
 import collections
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 
 def format_seconds(seconds: float) -> str:
@@ -95,11 +96,11 @@ class Faults:
         *,
         path_prefix: str = "",
         method: str | None = None,
-        retry_after: float | None = -1.0,
+        retry_after: float | None | Literal["default"] = "default",
     ) -> None:
         """The next `count` matching responses are 429; `retry_after=None` sends no Retry-After
         (default: the simulator's `retry_after`)."""
-        seconds = self.default_retry_after if retry_after == -1.0 else retry_after
+        seconds = self.default_retry_after if retry_after == "default" else retry_after
         self.rules.append(FaultRule("status", 429, count, path_prefix, method, seconds))
 
     def error(

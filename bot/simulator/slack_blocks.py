@@ -30,10 +30,8 @@ _BLOCK_KEYS: dict[str, set[str]] = {
     "rich_text": {"elements"},
     "markdown": {"text"},
     "file": {"external_id", "source"},
-    "video": {
-        "alt_text", "author_name", "description", "provider_icon_url", "provider_name",
-        "title", "title_url", "thumbnail_url", "video_url",
-    },  # fmt: skip
+    "video": {"alt_text", "title", "title_url", "thumbnail_url", "video_url", "description"}
+    | {"author_name", "provider_icon_url", "provider_name"},
     "input": {"label", "element", "hint", "optional", "dispatch_action"},
 }
 _SURFACE_BLOCKS = {
@@ -79,7 +77,9 @@ def parse_json_arg(value: Any, *, error: str) -> Any:
         raise Invalid(error) from None
 
 
-def check_blocks(blocks: Any, *, surface: str = "message", error: str = "invalid_blocks") -> list[JSON]:
+def check_blocks(
+    blocks: Any, *, surface: str = "message", error: str = "invalid_blocks"
+) -> list[JSON]:
     """Returns the blocks if Slack would accept them on this surface, else raises `Invalid`."""
     blocks = parse_json_arg(blocks, error="invalid_blocks_format")
     if not isinstance(blocks, list):

@@ -160,7 +160,9 @@ class Workspace:
         self._publish("posted", msg)
         return msg
 
-    def say(self, user_id: str, channel: str, text: str, thread_ts: str | None = None) -> SimMessage:
+    def say(
+        self, user_id: str, channel: str, text: str, thread_ts: str | None = None
+    ) -> SimMessage:
         """A person posts a plain message (or thread reply), as typed in the Slack client."""
         if user_id not in self.users or self.users[user_id].deleted:
             raise ValueError(f"{user_id} is not an active member of the workspace")
@@ -236,7 +238,11 @@ class Workspace:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    async def wait_for(self, predicate: Callable[[Any], T | None | bool], timeout: float = 10.0) -> T:
+    async def wait_for(
+        self,
+        predicate: Callable[[Any], T | bool | None],
+        timeout: float = 10.0,  # noqa: ASYNC109 - the simulator's documented API, as asyncio.wait_for
+    ) -> T:
         """Returns the predicate's first truthy result, re-checked after every change."""
         try:
             async with asyncio.timeout(timeout):

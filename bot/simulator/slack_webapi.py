@@ -10,8 +10,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bot.simulator.slack_blocks import Invalid, check_blocks, check_metadata, check_view, parse_json_arg
-from bot.simulator.slack_state import JSON, SimMessage, SimUser, Workspace
+from bot.simulator.slack_blocks import (
+    Invalid,
+    check_blocks,
+    check_metadata,
+    check_view,
+    parse_json_arg,
+)
+from bot.simulator.slack_shapes import channel_json, message_json, permalink, user_json
+from bot.simulator.slack_state import JSON, SimMessage, Workspace
 
 MAX_POST_TEXT = 40_000  # Slack truncates beyond this; the simulator refuses (msg_too_long)
 MAX_UPDATE_TEXT = 4_000  # chat.update's documented msg_too_long limit
@@ -29,9 +36,9 @@ class Method:
 METHODS: dict[str, Method] = {}
 
 
-def _method(name: str, *, scope: str | None, required: tuple[str, ...] = ()) -> Callable[
-    [Handler], Handler
-]:
+def _method(
+    name: str, *, scope: str | None, required: tuple[str, ...] = ()
+) -> Callable[[Handler], Handler]:
     def register(handler: Handler) -> Handler:
         METHODS[name] = Method(handler, scope, required)
         return handler
@@ -104,98 +111,6 @@ def _content(args: JSON) -> tuple[str | None, list[JSON] | None]:
     if _str(args, "markdown_text") is not None and (text is not None or blocks):
         raise Invalid("markdown_text_conflict")
     return text, blocks
-
-
-# -- JSON shapes ---------------------------------------------------------------------------
-
-
-def message_json(ws: Workspace, msg: SimMessage, *, metadata: bool) -> JSON:
-    """A message as conversations.history / replies return it."""
-    out: JSON = {"type": "message", "user": msg.user, "text": msg.text, "ts": msg.ts}
-    out["team"] = ws.team_id
-    if msg.user == ws.bot_user_id:
-        out["bot_id"] = ws.bot_id
-        out["app_id"] = ws.app_id
-        out["bot_profile"] = {
-            "id": ws.bot_id,
-            "app_id": ws.app_id,
-            "name": ws.bot_name,
-            "team_id": ws.team_id,
-            "deleted": False,
-        }
-    if msg.blocks:
-        out["blocks"] = msg.blocks
-    if metadata and msg.metadata:
-        out["metadata"] = msg.metadata
-    if msg.edited:
-        out["edited"] = {"user": msg.user, "ts": msg.edited_ts}
-    if msg.thread_ts is not None:
-        out["thread_ts"] = msg.thread_ts
-        parent = ws.message(msg.channel, msg.thread_ts)
-        if parent is not None:
-            out["parent_user_id"] = parent.user
-        if msg.reply_broadcast:
-            out["subtype"] = "thread_broadcast"
-    else:
-        replies = ws.replies(msg.channel, msg.ts)
-        if replies:
-            reply_users = list(dict.fromkeys(r.user for r in replies))
-            out |= {
-                "thread_ts": msg.ts,
-                "reply_count": len(replies),
-                "reply_users": reply_users,
-                "reply_users_count": len(reply_users),
-                "latest_reply": replies[-1].ts,
-            }
-    if msg.reactions:
-        out["reactions"] = [
-            {"name": name, "users": list(users), "count": len(users)}
-            for name, users in msg.reactions.items()
-        ]
-    if msg.files:
-        out["files"] = msg.files
-    return out
-
-
-def user_json(ws: Workspace, user: SimUser) -> JSON:
-    """A user object; the email only with users:read.email, as in Slack."""
-    profile: JSON = {
-        "real_name": user.name,
-        "display_name": user.name,
-        "real_name_normalized": user.name,
-        "display_name_normalized": user.name,
-        "team": ws.team_id,
-    }
-    if "users:read.email" in ws.bot_scopes and user.email:
-        profile["email"] = user.email
-    if user.is_bot:
-        profile["bot_id"] = ws.bot_id if user.id == ws.bot_user_id else None
-    return {
-        "id": user.id,
-        "team_id": ws.team_id,
-        "name": user.name,
-        "deleted": user.deleted,
-        "real_name": user.name,
-        "tz": "Etc/UTC",
-        "tz_label": "Coordinated Universal Time",
-        "tz_offset": 0,
-        "profile": profile,
-        "is_admin": False,
-        "is_owner": False,
-        "is_primary_owner": False,
-        "is_restricted": False,
-        "is_ultra_restricted": False,
-        "is_bot": user.is_bot,
-        "is_app_user": False,
-        "updated": 1_700_000_000,
-    }
-
-
-def permalink(ws: Workspace, msg: SimMessage) -> str:
-    link = f"{ws.base_url}/archives/{msg.channel}/p{msg.ts.replace('.', '')}"
-    if msg.thread_ts is not None:
-        link += f"?thread_ts={msg.thread_ts}&cid={msg.channel}"
-    return link
 
 
 # -- methods -------------------------------------------------------------------------------
@@ -299,26 +214,7 @@ def chat_get_permalink(ws: Workspace, args: JSON) -> JSON:
 def conversations_info(ws: Workspace, args: JSON) -> JSON:
     channel = _channel(ws, args)
     name = ws.channels[channel]
-    info: JSON = {
-        "id": channel,
-        "name": name,
-        "name_normalized": name,
-        "is_channel": True,
-        "is_group": False,
-        "is_im": False,
-        "is_mpim": False,
-        "is_private": False,
-        "is_archived": False,
-        "is_general": False,
-        "is_shared": False,
-        "is_ext_shared": False,
-        "is_org_shared": False,
-        "is_member": True,
-        "created": 1_700_000_000,
-        "creator": ws.bot_user_id,
-        "topic": {"value": "", "creator": "", "last_set": 0},
-        "purpose": {"value": "", "creator": "", "last_set": 0},
-    }
+    info = channel_json(ws, channel)
     if _bool(args.get("include_num_members")):
         info["num_members"] = sum(1 for u in ws.users.values() if not u.deleted)
     return {"channel": info}
@@ -375,7 +271,9 @@ def conversations_history(ws: Workspace, args: JSON) -> JSON:
         if m.channel == channel and (m.thread_ts is None or m.reply_broadcast)
     ]
     metadata = _bool(args.get("include_all_metadata"))
-    newest_first = [message_json(ws, m, metadata=metadata) for m in reversed(_window(args, visible))]
+    newest_first = [
+        message_json(ws, m, metadata=metadata) for m in reversed(_window(args, visible))
+    ]
     return {"pin_count": 0, **_page(args, newest_first, 100)}
 
 
@@ -481,7 +379,11 @@ def files_complete_upload_external(ws: Workspace, args: JSON) -> JSON:
         )
     if channel is not None:
         ws.post(
-            channel=channel, user=ws.bot_user_id, text=comment or "", thread_ts=thread_ts, files=shared
+            channel=channel,
+            user=ws.bot_user_id,
+            text=comment or "",
+            thread_ts=thread_ts,
+            files=shared,
         )
     ws.notify()
     return {"files": [{"id": f["id"], "title": f["title"]} for f in shared]}

@@ -1,0 +1,121 @@
+"""Slack's JSON shapes of the workspace's objects (message, user, channel, permalink), as the
+Web API returns them.
+"""
+
+from __future__ import annotations
+
+from bot.simulator.slack_state import JSON, SimMessage, SimUser, Workspace
+
+
+def message_json(ws: Workspace, msg: SimMessage, *, metadata: bool) -> JSON:
+    """A message as conversations.history / replies return it."""
+    out: JSON = {"type": "message", "user": msg.user, "text": msg.text, "ts": msg.ts}
+    out["team"] = ws.team_id
+    if msg.user == ws.bot_user_id:
+        out["bot_id"] = ws.bot_id
+        out["app_id"] = ws.app_id
+        out["bot_profile"] = {
+            "id": ws.bot_id,
+            "app_id": ws.app_id,
+            "name": ws.bot_name,
+            "team_id": ws.team_id,
+            "deleted": False,
+        }
+    if msg.blocks:
+        out["blocks"] = msg.blocks
+    if metadata and msg.metadata:
+        out["metadata"] = msg.metadata
+    if msg.edited:
+        out["edited"] = {"user": msg.user, "ts": msg.edited_ts}
+    if msg.thread_ts is not None:
+        out["thread_ts"] = msg.thread_ts
+        parent = ws.message(msg.channel, msg.thread_ts)
+        if parent is not None:
+            out["parent_user_id"] = parent.user
+        if msg.reply_broadcast:
+            out["subtype"] = "thread_broadcast"
+    else:
+        replies = ws.replies(msg.channel, msg.ts)
+        if replies:
+            reply_users = list(dict.fromkeys(r.user for r in replies))
+            out |= {
+                "thread_ts": msg.ts,
+                "reply_count": len(replies),
+                "reply_users": reply_users,
+                "reply_users_count": len(reply_users),
+                "latest_reply": replies[-1].ts,
+            }
+    if msg.reactions:
+        out["reactions"] = [
+            {"name": name, "users": list(users), "count": len(users)}
+            for name, users in msg.reactions.items()
+        ]
+    if msg.files:
+        out["files"] = msg.files
+    return out
+
+
+def user_json(ws: Workspace, user: SimUser) -> JSON:
+    """A user object; the email only with users:read.email, as in Slack."""
+    profile: JSON = {
+        "real_name": user.name,
+        "display_name": user.name,
+        "real_name_normalized": user.name,
+        "display_name_normalized": user.name,
+        "team": ws.team_id,
+    }
+    if "users:read.email" in ws.bot_scopes and user.email:
+        profile["email"] = user.email
+    if user.is_bot:
+        profile["bot_id"] = ws.bot_id if user.id == ws.bot_user_id else None
+    return {
+        "id": user.id,
+        "team_id": ws.team_id,
+        "name": user.name,
+        "deleted": user.deleted,
+        "real_name": user.name,
+        "tz": "Etc/UTC",
+        "tz_label": "Coordinated Universal Time",
+        "tz_offset": 0,
+        "profile": profile,
+        "is_admin": False,
+        "is_owner": False,
+        "is_primary_owner": False,
+        "is_restricted": False,
+        "is_ultra_restricted": False,
+        "is_bot": user.is_bot,
+        "is_app_user": False,
+        "updated": 1_700_000_000,
+    }
+
+
+def permalink(ws: Workspace, msg: SimMessage) -> str:
+    link = f"{ws.base_url}/archives/{msg.channel}/p{msg.ts.replace('.', '')}"
+    if msg.thread_ts is not None:
+        link += f"?thread_ts={msg.thread_ts}&cid={msg.channel}"
+    return link
+
+
+def channel_json(ws: Workspace, channel: str) -> JSON:
+    """A public channel the bot is a member of, as conversations.info returns it."""
+    name = ws.channels[channel]
+    return {
+        "id": channel,
+        "name": name,
+        "name_normalized": name,
+        "is_channel": True,
+        "is_group": False,
+        "is_im": False,
+        "is_mpim": False,
+        "is_private": False,
+        "is_archived": False,
+        "is_general": False,
+        "is_shared": False,
+        "is_ext_shared": False,
+        "is_org_shared": False,
+        "is_member": True,
+        "created": 1_700_000_000,
+        "creator": ws.bot_user_id,
+        "topic": {"value": "", "creator": "", "last_set": 0},
+        "purpose": {"value": "", "creator": "", "last_set": 0},
+    }
