@@ -71,6 +71,8 @@ class Workspace:
         self.bot_scopes = bot_scopes
         self.clock = clock
         self.base_url = ""  # "http://127.0.0.1:PORT", set once the server listens
+        self._subscribers: list[tuple[Subscriber, bool]] = []
+        self._changed = asyncio.Event()
         self.users: dict[str, SimUser] = {}
         self.add_user(SimUser(self.bot_user_id, self.bot_name, "", is_bot=True))
         for user in users or []:
@@ -86,8 +88,6 @@ class Workspace:
         self.pending_uploads: dict[str, JSON] = {}  # upload URL key -> file not yet completed
         self._by_key: dict[tuple[str, str], SimMessage] = {}
         self._last_us = 0
-        self._subscribers: list[tuple[Subscriber, bool]] = []
-        self._changed = asyncio.Event()
 
     # -- users -------------------------------------------------------------------------------
 

@@ -213,7 +213,6 @@ def chat_get_permalink(ws: Workspace, args: JSON) -> JSON:
 @_method("conversations.info", scope="channels:read", required=("channel",))
 def conversations_info(ws: Workspace, args: JSON) -> JSON:
     channel = _channel(ws, args)
-    name = ws.channels[channel]
     info = channel_json(ws, channel)
     if _bool(args.get("include_num_members")):
         info["num_members"] = sum(1 for u in ws.users.values() if not u.deleted)
