@@ -20,6 +20,7 @@ from bot.simulator.graph_odata import (
     GraphError,
     GraphRequest,
     GraphResponse,
+    apply_filter,
     bad_request,
     context_url,
     forbidden,
@@ -119,77 +120,85 @@ class GraphApi:
 
     def __init__(self, base_url: Callable[[], str]) -> None:
         self._base = base_url
+        self._routes = self._build_routes()
 
     def handle(self, tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
-        handler = self._route(req)
-        return handler(tenant, caller, req)
+        return self.route(req)(tenant, caller, req)
 
-    def check_route(self, req: GraphRequest) -> None:
-        """Raise the GraphError an unknown path or method gets, before any throttling."""
-        self._route(req)
+    def route(self, req: GraphRequest) -> Handler:
+        """The handler for a request, or the GraphError Graph gives an unknown path or method.
 
-    def _route(self, req: GraphRequest) -> Handler:
+        Literal segments match case-insensitively and win over `{id}`, as in Graph.
+        """
         seg = req.segments
         if not seg:
             raise bad_request("Invalid request.")
-        head, n, method = seg[0], len(seg), req.method
-        table: dict[tuple[str, ...], Handler] = {}
-        if head == "users":
-            if n == 1:
-                table = {("GET",): self._list_users}
-            elif n == 2:
-                table = {("GET",): self._get_user, ("DELETE",): self._delete_user}
-            elif n == 4 and seg[2] == "authentication" and req.version == "beta":
-                if seg[3] != "requirements":
-                    raise _segment_error(seg[3])
-                table = {("GET",): self._get_mfa, ("PATCH",): self._patch_mfa}
-            else:
-                raise _segment_error(seg[3] if n > 3 and seg[2] == "authentication" else seg[2])
-        elif seg == ["roleManagement", "directory", "roleAssignments"]:
-            table = {("GET",): self._role_assignments}
-        elif head == "organization" and n <= 2:
-            table = {("GET",): self._organization}
-        elif seg[:2] == ["directory", "subscriptions"] and n <= 3:
-            table = {("GET",): self._subscriptions}
-        elif head == "subscribedSkus" and n <= 2:
-            table = {("GET",): self._subscribed_skus}
-        elif seg == ["policies", "identitySecurityDefaultsEnforcementPolicy"]:
-            table = {("GET",): self._get_defaults, ("PATCH",): self._patch_defaults}
-        elif seg[:3] == ["identity", "conditionalAccess", "policies"] and n <= 4:
-            if n == 3:
-                table = {("GET",): self._list_ca}
-            else:
-                table = {("GET",): self._get_ca, ("PATCH",): self._patch_ca}
-        elif seg[:2] == ["directory", "deletedItems"]:
-            table = self._deleted_items_route(seg)
-        elif head in ("applications", "servicePrincipals") and n <= 2:
-            if n == 1:
-                table = {("GET",): self._list_apps}
-            else:
-                table = {("GET",): self._get_app, ("DELETE",): self._delete_app}
-        elif head == "domains" and n <= 2:
-            table = {("GET",): self._domains}
-        else:
-            known = {"roleManagement", "directory", "policies", "identity"}
-            bad = next((s for s in seg[1:] if head in known), head) if n > 1 else head
-            raise _segment_error(bad)
-        for methods, handler in table.items():
-            if method in methods:
-                return handler
-        raise _method_not_allowed()
+        matches: list[tuple[int, dict[str, Handler]]] = []
+        longest = 0
+        for template, versions, methods in self._routes:
+            if req.version not in versions:
+                continue
+            k = 0
+            while k < min(len(template), len(seg)) and template[k] in ("{id}", seg[k].lower()):
+                k += 1
+            longest = max(longest, k)
+            if k == len(template) == len(seg):
+                matches.append((template.count("{id}"), methods))
+        if not matches:
+            raise _segment_error(seg[min(longest, len(seg) - 1)])
+        methods = min(matches, key=lambda m: m[0])[1]
+        if req.method not in methods:
+            raise _method_not_allowed()
+        return methods[req.method]
 
-    def _deleted_items_route(self, seg: list[str]) -> dict[tuple[str, ...], Handler]:
-        if len(seg) == 2:
-            return {("GET",): self._deleted_items_uncast}
-        if seg[2].startswith("microsoft.graph."):
-            if seg[2] != "microsoft.graph.user" or len(seg) > 3:
-                raise _segment_error(seg[2] if len(seg) == 3 else seg[3])
-            return {("GET",): self._list_deleted_users}
-        if len(seg) == 3:
-            return {("GET",): self._get_deleted, ("DELETE",): self._purge}
-        if len(seg) == 4 and seg[3] == "restore":
-            return {("POST",): self._restore}
-        raise _segment_error(seg[3])
+    def _build_routes(self) -> list[tuple[tuple[str, ...], frozenset[str], dict[str, Handler]]]:
+        both, beta = frozenset({"v1.0", "beta"}), frozenset({"beta"})
+        table: list[tuple[str, frozenset[str], dict[str, Handler]]] = [
+            ("users", both, {"GET": self._list_users}),
+            ("users/{id}", both, {"GET": self._get_user, "DELETE": self._delete_user}),
+            ("users/{id}/authentication", both, {}),
+            (
+                "users/{id}/authentication/requirements",
+                beta,
+                {"GET": self._get_mfa, "PATCH": self._patch_mfa},
+            ),
+            ("roleManagement/directory/roleAssignments", both, {"GET": self._role_assignments}),
+            ("organization", both, {"GET": self._organization}),
+            ("organization/{id}", both, {"GET": self._organization}),
+            ("directory/subscriptions", both, {"GET": self._subscriptions}),
+            ("directory/subscriptions/{id}", both, {"GET": self._subscriptions}),
+            ("subscribedSkus", both, {"GET": self._subscribed_skus}),
+            ("subscribedSkus/{id}", both, {"GET": self._subscribed_skus}),
+            (
+                "policies/identitySecurityDefaultsEnforcementPolicy",
+                both,
+                {"GET": self._get_defaults, "PATCH": self._patch_defaults},
+            ),
+            ("identity/conditionalAccess/policies", both, {"GET": self._list_ca}),
+            (
+                "identity/conditionalAccess/policies/{id}",
+                both,
+                {"GET": self._get_ca, "PATCH": self._patch_ca},
+            ),
+            ("directory/deletedItems", both, {"GET": self._deleted_items_uncast}),
+            ("directory/deletedItems/microsoft.graph.user", both, {"GET": self._list_deleted}),
+            (
+                "directory/deletedItems/{id}",
+                both,
+                {"GET": self._get_deleted, "DELETE": self._purge},
+            ),
+            ("directory/deletedItems/{id}/restore", both, {"POST": self._restore}),
+            ("applications", both, {"GET": self._list_apps}),
+            ("applications/{id}", both, {"GET": self._get_app, "DELETE": self._delete_app}),
+            ("servicePrincipals", both, {"GET": self._list_apps}),
+            ("servicePrincipals/{id}", both, {"GET": self._get_app, "DELETE": self._delete_app}),
+            ("domains", both, {"GET": self._domains}),
+            ("domains/{id}", both, {"GET": self._domains}),
+        ]
+        return [
+            (tuple(p if p == "{id}" else p.lower() for p in path.split("/")), versions, methods)
+            for path, versions, methods in table
+        ]
 
     # -- users ---------------------------------------------------------------------------------
 
@@ -272,8 +281,6 @@ class GraphApi:
         self, tenant: SimTenant, caller: Caller, req: GraphRequest
     ) -> GraphResponse:
         _require(caller, _ROLES_READ)
-        from bot.simulator.graph_odata import apply_filter
-
         expand = req.query.get("$expand")
         if expand not in (None, "principal"):
             raise bad_request(
@@ -293,7 +300,9 @@ class GraphApi:
             if expand:
                 value["principal"] = self._principal(tenant, item["principalId"])
             values.append(value)
-        ctx = context_url(self._base(), req.version, "roleManagement/directory/roleAssignments", select)
+        ctx = context_url(
+            self._base(), req.version, "roleManagement/directory/roleAssignments", select
+        )
         return _ok({"@odata.context": ctx, "value": values})
 
     def _organization(self, tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
@@ -358,7 +367,11 @@ class GraphApi:
         _require(caller, _LICENSE_READ)
         items = list(tenant.subscriptions.values())
         return self._collection_or_entity(
-            req, items, "directory/subscriptions", "companySubscription", single=len(req.segments) == 3
+            req,
+            items,
+            "directory/subscriptions",
+            "companySubscription",
+            single=len(req.segments) == 3,
         )
 
     def _subscribed_skus(
@@ -409,7 +422,11 @@ class GraphApi:
         _require(caller, _POLICY_READ)
         items = list(tenant.ca_policies.values())
         return self._collection_or_entity(
-            req, items, "identity/conditionalAccess/policies", "conditionalAccessPolicy", single=False
+            req,
+            items,
+            "identity/conditionalAccess/policies",
+            "conditionalAccessPolicy",
+            single=False,
         )
 
     def _ca_or_404(self, tenant: SimTenant, policy_id: str) -> dict[str, Any]:
@@ -423,7 +440,11 @@ class GraphApi:
         self._ca_or_404(tenant, req.segments[3])
         items = list(tenant.ca_policies.values())
         return self._collection_or_entity(
-            req, items, "identity/conditionalAccess/policies", "conditionalAccessPolicy", single=True
+            req,
+            items,
+            "identity/conditionalAccess/policies",
+            "conditionalAccessPolicy",
+            single=True,
         )
 
     def _patch_ca(self, tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
@@ -449,9 +470,7 @@ class GraphApi:
             "Request_UnsupportedQuery",
         )
 
-    def _list_deleted_users(
-        self, tenant: SimTenant, caller: Caller, req: GraphRequest
-    ) -> GraphResponse:
+    def _list_deleted(self, tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
         _require(caller, _USER_READ)
         if "$filter" in req.query or "$expand" in req.query:
             raise bad_request("Unsupported query.", "Request_UnsupportedQuery")
@@ -522,8 +541,6 @@ class GraphApi:
 
     def _list_apps(self, tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
         _require(caller, _APP_READ)
-        from bot.simulator.graph_odata import apply_filter
-
         context, entity_type = self._app_kind(req)
         filterable = {"appId", "displayName", "id"}
         if entity_type == "servicePrincipal":

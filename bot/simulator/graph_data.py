@@ -42,35 +42,6 @@ SUBSCRIPTION_STATUSES = ("Enabled", "Warning", "Suspended", "LockedOut", "Delete
 DEPROVISION_AFTER = dt.timedelta(hours=72)
 SOFT_DELETE_RETENTION = dt.timedelta(days=30)
 
-_FIRST = "Adele Alex Bianca Chen Diego Emma Farid Grace Hiro Isla Jonas Kemi Lena Mateo Nora Omar"
-_LAST = "Vance Wilber Ruiz Okafor Lindqvist Tanaka Novak Haddad Moreau Silva Kowalski Brennan"
-_SKUS: dict[str, tuple[str, list[tuple[str, str]]]] = {
-    "ENTERPRISEPACK": (
-        "6fd2c87f-b296-42f0-b197-1e91e994b900",
-        [
-            ("efb87545-963c-4e0d-99df-69c6916d9eb0", "EXCHANGE_S_ENTERPRISE"),
-            ("5dbe027f-2339-4123-9542-606e4d348a72", "SHAREPOINTENTERPRISE"),
-            ("57ff2da0-773e-42df-b2af-ffb7a2317929", "TEAMS1"),
-        ],
-    ),
-    "SPB": (
-        "cbdc14ab-d96c-4c30-b9f4-6ada7cdc1d46",
-        [("8a256a2b-b617-496d-b51b-e76466e88db0", "MFA_PREMIUM")],
-    ),
-    "EMSPREMIUM": (
-        "b05e124f-c7cc-45a0-a6aa-8cf78c946968",
-        [("eec0eb4f-6444-4f95-aba0-50c24d67f998", "AAD_PREMIUM_P2")],
-    ),
-}
-_MICROSOFT_APPS = (
-    ("00000003-0000-0000-c000-000000000000", "Microsoft Graph"),
-    ("00000002-0000-0ff1-ce00-000000000000", "Office 365 Exchange Online"),
-    ("00000003-0000-0ff1-ce00-000000000000", "Office 365 SharePoint Online"),
-    ("1fec8e78-bce4-4aaf-ab1b-5451cc387264", "Microsoft Teams"),
-    ("c44b4083-3bb0-49c1-b47d-974e53cbdf3c", "Azure Portal"),
-    ("00000002-0000-0000-c000-000000000000", "Windows Azure Active Directory"),
-)
-
 
 class SimError(Exception):
     """An admin-center action Microsoft refuses; `reasons` lists every failed check."""
@@ -87,7 +58,7 @@ def iso(moment: dt.datetime) -> str:
 
 
 class SimTenant:
-    """A tenant's directory. Mutations keep Microsoft's invariants; Graph wire format is elsewhere."""
+    """A tenant's directory; mutations keep Microsoft's invariants. Wire format is elsewhere."""
 
     def __init__(
         self,
@@ -119,6 +90,7 @@ class SimTenant:
         self.app_roles = app_roles
         self.deleted = False
         self.sync_enabled = sync_enabled
+        self.ever_synced = sync_enabled
         self.security_defaults_enabled = True
         # Throttling overrides, (limit, window in real seconds); None = Microsoft's, time-scaled.
         self.write_budget: tuple[int, float] | None = None
@@ -128,9 +100,9 @@ class SimTenant:
         self._clock = clock
         self._time_scale = time_scale
         self._mono0 = clock()
-        self._epoch = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        self.epoch = dt.datetime.now(dt.UTC).replace(microsecond=0)
         self._offset = 0.0
-        self._rng = random.Random(f"{name}:{seed}")
+        self.rng = random.Random(f"{name}:{seed}")
         self.users: dict[str, dict[str, Any]] = {}
         self.deleted_users: dict[str, dict[str, Any]] = {}
         self.roles: dict[str, set[str]] = {}  # principal id -> role definition ids
@@ -141,17 +113,23 @@ class SimTenant:
         self.applications: dict[str, dict[str, Any]] = {}
         self.service_principals: dict[str, dict[str, Any]] = {}
         self.domains: list[dict[str, Any]] = []
-        self._seed_domains(custom_domains)
-        self._seed_users(users, guests, retained_is_global_admin)
-        self._seed_subscriptions(subscriptions)
-        self._seed_policies()
-        self._seed_apps(app_directory_roles)
+        from bot.simulator.graph_seed import seed_tenant  # it builds on this module
+
+        seed_tenant(
+            self,
+            users=users,
+            guests=guests,
+            custom_domains=custom_domains,
+            retained_is_global_admin=retained_is_global_admin,
+            app_directory_roles=app_directory_roles,
+            subscriptions=subscriptions,
+        )
 
     # -- clock ---------------------------------------------------------------------------------
 
     def now(self) -> dt.datetime:
         elapsed = (self._clock() - self._mono0) * self._time_scale + self._offset
-        return self._epoch + dt.timedelta(seconds=elapsed)
+        return self.epoch + dt.timedelta(seconds=elapsed)
 
     def advance(self, seconds: float) -> None:
         """Move this tenant's simulated clock on; deprovisioning and purges catch up."""
@@ -172,260 +150,16 @@ class SimTenant:
             if now >= dt.datetime.fromisoformat(user["deletedDateTime"]) + SOFT_DELETE_RETENTION:
                 self.purge_user(user_id)
 
-    def _guid(self) -> str:
-        return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+    def guid(self) -> str:
+        """A GUID from the tenant's seeded generator, so a seed gives the same tenant."""
+        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
 
-    # -- seeding -------------------------------------------------------------------------------
+    def schedule_deprovision(self, sub_id: str) -> None:
+        self._deprovision_at[sub_id] = self.now() + DEPROVISION_AFTER
 
     @property
     def initial_domain(self) -> str:
         return f"{self.name}.onmicrosoft.com"
-
-    def _seed_domains(self, custom: int) -> None:
-        names = [self.initial_domain] + [
-            f"{self.name}.com" if i == 0 else f"{self.name}{i + 1}.com" for i in range(custom)
-        ]
-        for i, domain in enumerate(names):
-            self.domains.append(
-                {
-                    "id": domain,
-                    "authenticationType": "Managed",
-                    "availabilityStatus": None,
-                    "isAdminManaged": True,
-                    "isDefault": i == (1 if custom else 0),
-                    "isInitial": i == 0,
-                    "isRoot": True,
-                    "isVerified": True,
-                    "manufacturer": None,
-                    "model": None,
-                    "passwordNotificationWindowInDays": 14,
-                    "passwordValidityPeriodInDays": 2147483647,
-                    "state": None,
-                    "supportedServices": ["Email", "OfficeCommunicationsOnline"],
-                }
-            )
-
-    def _user(self, upn: str, display: str, *, guest: bool, synced: bool) -> dict[str, Any]:
-        first, _, last = display.partition(" ")
-        user_id = self._guid()
-        return {
-            "id": user_id,
-            "userPrincipalName": upn,
-            "displayName": display,
-            "givenName": first,
-            "surname": last or None,
-            "mail": upn.split("#EXT#")[0].replace("_", "@") if guest else upn,
-            "userType": "Guest" if guest else "Member",
-            "accountEnabled": True,
-            "onPremisesSyncEnabled": True if synced else None,
-            "createdDateTime": iso(self._epoch - dt.timedelta(days=self._rng.randint(30, 900))),
-            "businessPhones": [],
-            "jobTitle": None if guest else self._rng.choice(["Engineer", "Analyst", "Manager"]),
-            "mobilePhone": None,
-            "officeLocation": None,
-            "preferredLanguage": "en-US",
-            "usageLocation": "US",
-            "assignedLicenses": [],
-            "deletedDateTime": None,
-        }
-
-    def _seed_users(self, total: int, guests: int, retained_is_global_admin: bool) -> None:
-        first, last = _FIRST.split(), _LAST.split()
-        mail_domain = self.domains[1]["id"] if len(self.domains) > 1 else self.initial_domain
-        admin = self._user(self.retained_upn, "Retained Admin", guest=False, synced=False)
-        self.users[admin["id"]] = admin
-        self.roles[admin["id"]] = {
-            GLOBAL_ADMINISTRATOR if retained_is_global_admin else ROLE_IDS["User Administrator"]
-        }
-        self.per_user_mfa[admin["id"]] = "enforced"
-        others = max(total - 1, 0)
-        guests = min(guests, others)
-        admin_roles = [GLOBAL_ADMINISTRATOR, ROLE_IDS["User Administrator"]]
-        for n in range(others):
-            given, family = first[n % len(first)], last[(n // len(first)) % len(last)]
-            display = f"{given} {family}"
-            is_guest = n >= others - guests
-            if is_guest:
-                upn = f"{given.lower()}.{family.lower()}{n}_gmail.com#EXT#@{self.initial_domain}"
-            else:
-                upn = f"{given.lower()}.{family.lower()}{n}@{mail_domain}"
-            synced = self.sync_enabled and not is_guest and n % 5 != 0
-            user = self._user(upn, display, guest=is_guest, synced=synced)
-            self.users[user["id"]] = user
-            if not is_guest and n < len(admin_roles):
-                self.roles[user["id"]] = {admin_roles[n]}
-            roll = self._rng.random()
-            state = "enforced" if roll < 0.1 else "enabled" if roll < 0.2 else "disabled"
-            self.per_user_mfa[user["id"]] = state
-        self.users = dict(sorted(self.users.items()))
-
-    def _seed_subscriptions(self, given: list[dict[str, Any]] | None) -> None:
-        partner = self._guid()
-        specs = (
-            given
-            if given is not None
-            else [
-                {"skuPartNumber": "ENTERPRISEPACK", "totalLicenses": max(len(self.users), 1)},
-                {"skuPartNumber": "SPB", "totalLicenses": 10, "ownerTenantId": partner},
-                {"skuPartNumber": "EMSPREMIUM", "totalLicenses": 25, "isTrial": True},
-            ]
-        )
-        for spec in specs:
-            part = spec.get("skuPartNumber", "ENTERPRISEPACK")
-            sku_id, plans = _SKUS.get(part, (self._guid(), []))
-            trial = bool(spec.get("isTrial", False))
-            owner = spec.get("ownerTenantId", self.tenant_id)
-            sub: dict[str, Any] = {
-                "id": self._guid(),
-                "commerceSubscriptionId": self._guid(),
-                "createdDateTime": iso(self._epoch - dt.timedelta(days=200)),
-                "isTrial": trial,
-                "nextLifecycleDateTime": iso(self._epoch + dt.timedelta(days=30 if trial else 165)),
-                "ownerId": owner,
-                "ownerTenantId": owner,
-                "ownerType": "Company",
-                "serviceStatus": [
-                    {
-                        "servicePlanId": plan_id,
-                        "servicePlanName": plan,
-                        "provisioningStatus": "Success",
-                        "appliesTo": "User",
-                    }
-                    for plan_id, plan in plans
-                ],
-                "skuId": sku_id,
-                "skuPartNumber": part,
-                "status": "Enabled",
-                "totalLicenses": 25,
-            }
-            unknown = set(spec) - set(sub)
-            if unknown:
-                raise ValueError(f"unknown companySubscription properties: {sorted(unknown)}")
-            sub.update(spec)
-            if sub["status"] not in SUBSCRIPTION_STATUSES:
-                raise ValueError(f"unknown subscription status {sub['status']!r}")
-            if sub["status"] == "Deleted":
-                self._deprovision_at[sub["id"]] = self.now() + DEPROVISION_AFTER
-            self.subscriptions[sub["id"]] = sub
-        # The first subscription's licenses go to members, as an admin would assign them.
-        if self.subscriptions:
-            first_sub = next(iter(self.subscriptions.values()))
-            members = [u for u in self.users.values() if u["userType"] == "Member"]
-            for user in members[: first_sub["totalLicenses"]]:
-                user["assignedLicenses"] = [{"disabledPlans": [], "skuId": first_sub["skuId"]}]
-
-    def _ca_policy(self, display: str, state: str, controls: list[str], apps: list[str]) -> None:
-        stamp = iso(self._epoch - dt.timedelta(days=60))
-        policy_id = self._guid()
-        self.ca_policies[policy_id] = {
-            "id": policy_id,
-            "templateId": None,
-            "displayName": display,
-            "description": None,
-            "createdDateTime": stamp,
-            "modifiedDateTime": stamp,
-            "state": state,
-            "sessionControls": None,
-            "conditions": {
-                "userRiskLevels": [],
-                "signInRiskLevels": [],
-                "clientAppTypes": apps,
-                "platforms": None,
-                "locations": None,
-                "devices": None,
-                "clientApplications": None,
-                "applications": {
-                    "includeApplications": ["All"],
-                    "excludeApplications": [],
-                    "includeUserActions": [],
-                },
-                "users": {
-                    "includeUsers": ["All"],
-                    "excludeUsers": [],
-                    "includeGroups": [],
-                    "excludeGroups": [],
-                    "includeRoles": [],
-                    "excludeRoles": [],
-                },
-            },
-            "grantControls": {
-                "operator": "OR",
-                "builtInControls": controls,
-                "customAuthenticationFactors": [],
-                "termsOfUse": [],
-                "authenticationStrength": None,
-            },
-        }
-
-    def _seed_policies(self) -> None:
-        self._ca_policy("Require MFA for administrators", "enabled", ["mfa"], ["all"])
-        self._ca_policy(
-            "Require MFA for all users", "enabledForReportingButNotEnforced", ["mfa"], ["all"]
-        )
-        self._ca_policy("Require MFA for guests (retired)", "disabled", ["mfa"], ["all"])
-        self._ca_policy(
-            "Block legacy authentication", "enabled", ["block"], ["exchangeActiveSync", "other"]
-        )
-
-    def _add_app(self, display: str, app_id: str | None = None) -> dict[str, Any]:
-        app = {
-            "id": self._guid(),
-            "appId": app_id or self._guid(),
-            "displayName": display,
-            "createdDateTime": iso(self._epoch - dt.timedelta(days=100)),
-            "deletedDateTime": None,
-            "description": None,
-            "identifierUris": [],
-            "keyCredentials": [],
-            "passwordCredentials": [],
-            "publisherDomain": self.initial_domain,
-            "requiredResourceAccess": [],
-            "signInAudience": "AzureADMyOrg",
-            "tags": [],
-        }
-        self.applications[app["id"]] = app
-        self._add_sp(app["appId"], display, self.tenant_id)
-        return app
-
-    def _add_sp(self, app_id: str, display: str, owner: str) -> dict[str, Any]:
-        sp = {
-            "id": self._guid(),
-            "appId": app_id,
-            "displayName": display,
-            "appDisplayName": display,
-            "appOwnerOrganizationId": owner,
-            "accountEnabled": True,
-            "appRoleAssignmentRequired": False,
-            "deletedDateTime": None,
-            "servicePrincipalNames": [app_id],
-            "servicePrincipalType": "Application",
-            "signInAudience": "AzureADMyOrg" if owner == self.tenant_id else "AzureADMultipleOrgs",
-            "tags": ["WindowsAzureActiveDirectoryIntegratedApp"],
-        }
-        self.service_principals[sp["id"]] = sp
-        return sp
-
-    def _seed_apps(self, directory_roles: frozenset[str]) -> None:
-        bot = self._add_app("close-account-bot", self.client_id)
-        bot["passwordCredentials"] = [
-            {
-                "displayName": "close-account-bot secret",
-                "keyId": self._guid(),
-                "hint": self.client_secret[:3],
-                "customKeyIdentifier": None,
-                "secretText": None,
-                "startDateTime": iso(self._epoch - dt.timedelta(days=1)),
-                "endDateTime": iso(self._epoch + dt.timedelta(days=365)),
-            }
-        ]
-        sp = self.bot_service_principal
-        assert sp is not None
-        self.roles[sp["id"]] = {ROLE_IDS[role] for role in directory_roles}
-        self._add_app("HR Portal")
-        self._add_app("Expense Reports")
-        self._add_sp(self._guid(), "Contoso Analytics (third party)", self._guid())
-        for app_id, display in _MICROSOFT_APPS:
-            self._add_sp(app_id, display, MICROSOFT_TENANT_ID)
 
     # -- lookups -------------------------------------------------------------------------------
 
@@ -570,11 +304,12 @@ class SimTenant:
         if sub["status"] == "Deleted":
             raise SimError(f"Subscription {sub['skuPartNumber']} is already deleted.")
         sub["status"] = "Deleted"
-        self._deprovision_at[sub_id] = self.now() + DEPROVISION_AFTER
+        self.schedule_deprovision(sub_id)
 
     def set_sync(self, enabled: bool) -> None:
         """Turn directory synchronization on or off; synced users become cloud users when off."""
         self.sync_enabled = enabled
+        self.ever_synced = self.ever_synced or enabled
         if not enabled:
             for user in [*self.users.values(), *self.deleted_users.values()]:
                 if user["onPremisesSyncEnabled"]:

@@ -80,7 +80,9 @@ def error_body(code: str, message: str, client_request_id: str) -> dict[str, Any
 
 
 def error_response(err: GraphError, client_request_id: str) -> GraphResponse:
-    return GraphResponse(err.status, error_body(err.code, err.message, client_request_id), err.headers)
+    return GraphResponse(
+        err.status, error_body(err.code, err.message, client_request_id), err.headers
+    )
 
 
 def bad_request(message: str, code: str = "BadRequest") -> GraphError:
@@ -176,8 +178,8 @@ def apply_filter(
             f"resource '{entity_type}'.",
             "Request_UnsupportedQuery",
         )
-    value: Any = text.replace("''", "'") if text is not None else {"true": True, "false": False}.get(
-        literal
+    value: Any = (
+        text.replace("''", "'") if text is not None else {"true": True, "false": False}.get(literal)
     )
     if isinstance(value, str):
         return [i for i in items if str(i.get(name, "")).lower() == value.lower()]

@@ -31,13 +31,11 @@ class SlidingWindow:
         while self._spent and self._spent[0][0] <= now - window:
             self._total -= self._spent.popleft()[1]
 
-    def take(self, cost: int, limit: int, window: float) -> float | None:
-        """Spend `cost` units; None if accepted, else seconds until it would fit."""
+    def wait_for(self, cost: int, limit: int, window: float) -> float | None:
+        """None if `cost` fits in the budget now, else the seconds until it would."""
         now = self._clock()
         self._expire(now, window)
         if self._total + cost <= limit:
-            self._spent.append((now, cost))
-            self._total += cost
             return None
         excess = self._total + cost - limit
         freed = 0
@@ -46,6 +44,10 @@ class SlidingWindow:
             if freed >= excess:
                 return when + window - now
         return window  # a single request costlier than the whole budget
+
+    def spend(self, cost: int) -> None:
+        self._spent.append((self._clock(), cost))
+        self._total += cost
 
     def usage(self, limit: int, window: float) -> float:
         self._expire(self._clock(), window)
@@ -96,7 +98,7 @@ class Faults:
         *,
         path_prefix: str = "",
         method: str | None = None,
-        retry_after: float | None | Literal["default"] = "default",
+        retry_after: float | Literal["default"] | None = "default",
     ) -> None:
         """The next `count` matching responses are 429; `retry_after=None` sends no Retry-After
         (default: the simulator's `retry_after`)."""

@@ -40,6 +40,18 @@ class _Fault:
     remaining: int
 
 
+def _decoded(args: JSON) -> JSON:
+    """The call's arguments for `calls`, JSON-valued form fields decoded as Slack decodes them."""
+    out = dict(args)
+    for key in ("blocks", "metadata", "attachments", "view", "files"):
+        if isinstance(out.get(key), str):
+            try:
+                out[key] = json.loads(out[key])
+            except ValueError:
+                pass  # recorded as sent; the call itself answered the format error
+    return out
+
+
 class SlackSimulator(Delivery):
     """A Slack workspace on 127.0.0.1 that plays Slack to the bot; see the module docstring."""
 
@@ -168,7 +180,7 @@ class SlackSimulator(Delivery):
         self.calls.append(
             {
                 "method": method,
-                "args": args,
+                "args": _decoded(args),
                 "ok": body["ok"],
                 "error": body.get("error"),
                 "status": status,

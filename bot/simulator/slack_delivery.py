@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 import aiohttp
 from aiohttp import web
 
-from bot.simulator.slack_blocks import Invalid, check_blocks
+from bot.simulator.slack_blocks import Invalid, check_blocks, check_metadata
 from bot.simulator.slack_state import JSON, SimUser, Workspace
 
 RESPONSE_URL_USES = 5  # Slack allows five responses per response_url ...
@@ -86,8 +86,7 @@ class Delivery(Workspace):
         retry_reason: str | None = None,
     ) -> tuple[int, str, str, bool]:
         """POSTs to the Request URL as Slack does; (status, body, content type, timed out)."""
-        if self.request_url is None:
-            raise RuntimeError("set sim.request_url to the bot's Request URL first")
+        request_url = self._require_request_url()
         if self._session is None:
             raise RuntimeError("start the simulator first")
         ts = str(int(time.time()) if timestamp is None else timestamp)
@@ -110,7 +109,7 @@ class Delivery(Workspace):
                 sent[name] = value
         try:
             async with self._session.post(
-                self.request_url,
+                request_url,
                 data=body,
                 headers=sent,
                 timeout=aiohttp.ClientTimeout(total=self.ack_timeout),
@@ -179,6 +178,11 @@ class Delivery(Workspace):
             "event_context": "4-" + base64.urlsafe_b64encode(json.dumps(context).encode()).decode(),
         }
 
+    def _require_request_url(self) -> str:
+        if self.request_url is None:
+            raise RuntimeError("set sim.request_url to the bot's Request URL first")
+        return self.request_url
+
     def _active_user(self, user_id: str) -> SimUser:
         user = self.users.get(user_id)
         if user is None or user.deleted:
@@ -245,11 +249,16 @@ class Delivery(Workspace):
             "response_type": payload.get("response_type") or "ephemeral",
             "replace_original": bool(payload.get("replace_original")),
             "delete_original": bool(payload.get("delete_original")),
+            "thread_ts": None,
             "source": source,
         }
         if shown["response_type"] == "in_channel":
             self.post(
-                channel=channel, user=self.bot_user_id, text=shown["text"], blocks=shown["blocks"]
+                channel=channel,
+                user=self.bot_user_id,
+                text=shown["text"],
+                blocks=shown["blocks"],
+                metadata=payload.get("metadata") or None,
             )
         else:
             self.ephemerals.append(shown)
@@ -272,11 +281,13 @@ class Delivery(Workspace):
         if not payload.get("delete_original"):
             if not payload.get("text") and not payload.get("blocks"):
                 return web.Response(status=400, text="no_text")
-            if payload.get("blocks"):
-                try:
+            try:
+                if payload.get("blocks"):
                     check_blocks(payload["blocks"])
-                except Invalid as e:
-                    return web.Response(status=400, text=e.error)
+                if payload.get("metadata"):
+                    payload["metadata"] = check_metadata(payload["metadata"])
+            except Invalid as e:
+                return web.Response(status=400, text=e.error)
         target.uses += 1
         target.result.responses.append(
             self._show(payload, target.user, target.channel, source="response_url")
@@ -297,6 +308,7 @@ class Delivery(Workspace):
         """A member adds (or removes) a reaction in the Slack client: the message keeps it and
         the bot gets a signed reaction_added (reaction_removed) event."""
         self._active_user(user_id)
+        self._require_request_url()
         msg = self.message(channel, ts)
         if msg is None:
             raise ValueError(f"no message {ts} in {channel}")

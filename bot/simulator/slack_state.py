@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar, cast
 
 JSON = dict[str, Any]
@@ -92,8 +92,8 @@ class Workspace:
     # -- users -------------------------------------------------------------------------------
 
     def add_user(self, user: SimUser) -> None:
-        """Adds (or replaces) a workspace member."""
-        self.users[user.id] = user
+        """Adds (or replaces) a workspace member; the workspace keeps its own copy."""
+        self.users[user.id] = replace(user)
         self.notify()
 
     def deactivate(self, user_id: str) -> None:
