@@ -121,6 +121,7 @@ class World:
         timing: Mapping[str, str | int] | None = None,
         tenant: Mapping[str, Any] | None = None,
         quorum: int = 2,
+        approvers: tuple[str, ...] = APPROVERS,
         start: bool = True,
         microsoft: Mapping[str, Any] | None = None,
     ) -> World:
@@ -140,6 +141,7 @@ class World:
                 db_path=db_path or directory / "close-account.db",
                 timing={**DEMO_TIMING, **(timing or {})},
                 quorum=quorum,
+                approvers=approvers,
             )
         )
         environ = {
@@ -180,6 +182,11 @@ class World:
     def status(self) -> SimMessage | None:
         found = self.slack.find(event_type="close_account_status", channel=CHANNEL)
         return found[-1] if found else None
+
+    def status_text(self) -> str:
+        """The status message as a person reads it."""
+        status = self.status()
+        return render_message(status) if status is not None else ""
 
     def state(self) -> str | None:
         status = self.status()

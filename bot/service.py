@@ -92,6 +92,10 @@ class Service:
         if self.web_runner is not None:
             await self.web_runner.cleanup()
         await self.session.close()
+        for tenant in self.runner.tenants.values():
+            close = getattr(tenant.graph.tokens, "close", None)
+            if close is not None:
+                close()
         self.db.conn.close()
         if self._bundle:
             os.unlink(self._bundle)  # a small temp file; no need to leave the loop

@@ -44,6 +44,7 @@ class MsalTokens:
         self.tenant = tenant
         self._ca_bundle = ca_bundle
         self._app: msal.ConfidentialClientApplication | None = None
+        self._http = http_session(ca_bundle)
         self._lock = asyncio.Lock()
         self.scopes = [f"{tenant.graph_url}/.default"]
 
@@ -61,7 +62,7 @@ class MsalTokens:
             client_credential=self._credential(),
             authority=f"{self.tenant.authority_host}/{self.tenant.tenant_id}",
             instance_discovery=False if custom else None,
-            http_client=http_session(self._ca_bundle),
+            http_client=self._http,
         )
 
     def _acquire(self, force_refresh: bool) -> str:
@@ -82,6 +83,10 @@ class MsalTokens:
             raise TokenError(f"{error}: {description}".strip(": "))
         token: str = result["access_token"]
         return token
+
+    def close(self) -> None:
+        """Close MSAL's keep-alive connections."""
+        self._http.close()
 
     async def token(self, force_refresh: bool = False) -> str:
         async with self._lock:

@@ -146,9 +146,14 @@ class SimTenant:
             if sub["status"] == "Deleted" and gone is not None and now >= gone:
                 del self.subscriptions[sub_id]
                 del self._deprovision_at[sub_id]
-        for user_id, user in list(self.deleted_users.items()):
-            if now >= dt.datetime.fromisoformat(user["deletedDateTime"]) + SOFT_DELETE_RETENTION:
-                self.purge_user(user_id)
+        # deleted_users is in deletion order, so the expired ones are a prefix.
+        expired = []
+        for user_id, user in self.deleted_users.items():
+            if now < dt.datetime.fromisoformat(user["deletedDateTime"]) + SOFT_DELETE_RETENTION:
+                break
+            expired.append(user_id)
+        for user_id in expired:
+            self.purge_user(user_id)
 
     def guid(self) -> str:
         """A GUID from the tenant's seeded generator, so a seed gives the same tenant."""
@@ -376,7 +381,11 @@ class SimTenant:
             "users": len(self.users),
             "guests": sum(u["userType"] == "Guest" for u in self.users.values()),
             "deleted_users": len(self.deleted_users),
-            "subscriptions": {"total": len(self.subscriptions), **statuses},
+            "subscriptions": [
+                {k: sub[k] for k in ("id", "skuPartNumber", "status", "ownerTenantId", "isTrial")}
+                for sub in self.subscriptions.values()
+            ],
+            "subscription_counts": statuses,
             "applications": len(self.applications),
             "service_principals": len(self.service_principals),
             "microsoft_service_principals": microsoft_sps,

@@ -33,6 +33,7 @@ class GraphRequest:
     query: dict[str, str] = field(default_factory=dict)
     body: Any = None
     client_request_id: str = ""
+    base: str = ""  # the simulator's base URL, for @odata.context and nextLink
 
     @property
     def segments(self) -> list[str]:
@@ -50,6 +51,15 @@ class GraphResponse:
     status: int
     body: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who a valid access token says is calling."""
+
+    app_id: str
+    service_principal_id: str
+    roles: frozenset[str]
 
 
 class GraphError(Exception):
@@ -102,6 +112,36 @@ def forbidden() -> GraphError:
     return GraphError(
         403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation."
     )
+
+
+def require(caller: Caller, allowed: tuple[str, ...]) -> None:
+    """403 unless the token carries one of the application permissions that allow the call."""
+    if not caller.roles.intersection(allowed):
+        raise forbidden()
+
+
+def ok(body: dict[str, Any]) -> GraphResponse:
+    return GraphResponse(200, body)
+
+
+def no_content() -> GraphResponse:
+    return GraphResponse(204)
+
+
+PAYLOAD_ERROR = (
+    "Unable to read JSON request payload. Please ensure Content-Type header is set and payload "
+    "is of valid JSON format."
+)
+
+
+def patch_body(req: GraphRequest, allowed: set[str]) -> dict[str, Any]:
+    """A PATCH body: a non-empty JSON object of writable properties."""
+    if not isinstance(req.body, dict) or not req.body:
+        raise bad_request(PAYLOAD_ERROR)
+    for key in req.body:
+        if key not in allowed:
+            raise bad_request(f"Invalid property '{key}' in the request body.")
+    return req.body
 
 
 def parse_query(raw: str) -> dict[str, str]:
@@ -220,7 +260,6 @@ def page(
     items: list[dict[str, Any]],
     req: GraphRequest,
     *,
-    base: str,
     context: str,
     entity_type: str,
     default: Iterable[str] | None = None,
@@ -238,6 +277,7 @@ def page(
         after = _after(token)
         ordered = [i for i in ordered if str(i["id"]) > after]
     chunk = ordered[:top]
+    base = req.base
     body: dict[str, Any] = {"@odata.context": context_url(base, req.version, context, select)}
     if len(ordered) > top:
         query = {k: v for k, v in req.query.items() if k != "$skiptoken"}

@@ -141,7 +141,7 @@ def seed_subscriptions(t: SimTenant, given: list[dict[str, Any]] | None) -> None
         ]
     )
     for spec in specs:
-        part = spec.get("skuPartNumber", "ENTERPRISEPACK")
+        part = str(spec.get("skuPartNumber", "ENTERPRISEPACK"))
         sku_id, plans = _SKUS.get(part, (t.guid(), []))
         trial = bool(spec.get("isTrial", False))
         owner = spec.get("ownerTenantId", t.tenant_id)
@@ -243,9 +243,10 @@ def seed_policies(t: SimTenant) -> None:
 
 
 def add_app(t: SimTenant, display: str, app_id: str | None = None) -> dict[str, Any]:
-    app = {
-        "id": t.guid(),
-        "appId": app_id or t.guid(),
+    object_id, app_id = t.guid(), app_id or t.guid()
+    app: dict[str, Any] = {
+        "id": object_id,
+        "appId": app_id,
         "displayName": display,
         "createdDateTime": iso(t.epoch - dt.timedelta(days=100)),
         "deletedDateTime": None,
@@ -258,14 +259,15 @@ def add_app(t: SimTenant, display: str, app_id: str | None = None) -> dict[str, 
         "signInAudience": "AzureADMyOrg",
         "tags": [],
     }
-    t.applications[app["id"]] = app
-    _add_sp(t, app["appId"], display, t.tenant_id)
+    t.applications[object_id] = app
+    _add_sp(t, app_id, display, t.tenant_id)
     return app
 
 
 def _add_sp(t: SimTenant, app_id: str, display: str, owner: str) -> dict[str, Any]:
-    sp = {
-        "id": t.guid(),
+    object_id = t.guid()
+    sp: dict[str, Any] = {
+        "id": object_id,
         "appId": app_id,
         "displayName": display,
         "appDisplayName": display,
@@ -278,7 +280,7 @@ def _add_sp(t: SimTenant, app_id: str, display: str, owner: str) -> dict[str, An
         "signInAudience": "AzureADMyOrg" if owner == t.tenant_id else "AzureADMultipleOrgs",
         "tags": ["WindowsAzureActiveDirectoryIntegratedApp"],
     }
-    t.service_principals[sp["id"]] = sp
+    t.service_principals[object_id] = sp
     return sp
 
 

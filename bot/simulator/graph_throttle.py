@@ -10,6 +10,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from bot.simulator.graph_api import is_conditional_access, resource_units
+from bot.simulator.graph_data import SimTenant
+from bot.simulator.graph_odata import GraphRequest, GraphResponse, error_body
+
+WRITE_LIMIT, WRITE_WINDOW = 3000, 150.0
+READ_WINDOW = 10.0
+
 
 def format_seconds(seconds: float) -> str:
     """Retry-After as Graph may send it: whole seconds, or a fraction when under a few seconds."""
@@ -153,8 +160,7 @@ class WriteGate:
 
     async def admit(self) -> None:
         """Wait, if writes are held, until release()."""
-        if self._remaining is not None and self._remaining <= 0:
-            self._open.clear()
+        pass
         if self._open.is_set():
             return
         self.waiting += 1
@@ -172,3 +178,86 @@ class WriteGate:
 
     async def wait_until_held(self) -> None:
         await self._someone_waiting.wait()
+
+
+def fault_response(fault: FaultRule, client_request_id: str) -> GraphResponse:
+    """The answer an injected status fault gives (429 with or without Retry-After, 5xx)."""
+    if fault.status == 429:
+        headers = {}
+        if fault.retry_after is not None:
+            headers["Retry-After"] = format_seconds(fault.retry_after)
+        message = "Too many requests. Please retry later."
+        return GraphResponse(
+            429, error_body("TooManyRequests", message, client_request_id), headers
+        )
+    codes = {500: "InternalServerError", 502: "BadGateway", 503: "ServiceUnavailable"}
+    code = codes.get(fault.status, "UnknownError")
+    body = error_body(code, "The service is unavailable.", client_request_id)
+    return GraphResponse(fault.status, body)
+
+
+def read_limit(users: int) -> int:
+    """Directory resource units per 10 s by tenant size (steps.md)."""
+    return 3500 if users < 50 else 5000 if users <= 500 else 8000
+
+
+class Throttler:
+    """Graph's directory budgets per app per tenant (the bot is each tenant's one app):
+    resource units per 10 s, writes per 150 s, and conditional access at 1 request per second,
+    all shortened by time_scale unless a tenant overrides them.
+    """
+
+    def __init__(self, clock: Callable[[], float], time_scale: float) -> None:
+        self._clock = clock
+        self._time_scale = time_scale
+        self._reads: dict[str, SlidingWindow] = {}
+        self._writes: dict[str, SlidingWindow] = {}
+        self._ca: dict[str, Interval] = {}
+
+    def budgets(self, tenant: SimTenant) -> tuple[tuple[int, float], tuple[int, float]]:
+        """((read units, window s), (writes, window s)) in real seconds."""
+        reads = tenant.read_budget or (
+            read_limit(len(tenant.users)),
+            READ_WINDOW / self._time_scale,
+        )
+        writes = tenant.write_budget or (WRITE_LIMIT, WRITE_WINDOW / self._time_scale)
+        return reads, writes
+
+    def check(
+        self, tenant: SimTenant, req: GraphRequest, write: bool
+    ) -> tuple[GraphResponse | None, dict[str, str]]:
+        """Spend the request's budget: (the 429, {}) or (None, headers for the answer)."""
+        tid, crid = tenant.tenant_id, req.client_request_id
+        if is_conditional_access(req):
+            interval = tenant.ca_interval
+            gate = self._ca.setdefault(tid, Interval(self._clock))
+            if not gate.take(1.0 / self._time_scale if interval is None else interval):
+                body = error_body("TooManyRequests", "Too many requests.", crid)
+                return GraphResponse(429, body), {}  # conditional access sends no Retry-After
+        reads = self._reads.setdefault(tid, SlidingWindow(self._clock))
+        writes = self._writes.setdefault(tid, SlidingWindow(self._clock))
+        (r_limit, r_window), (w_limit, w_window) = self.budgets(tenant)
+        cost = resource_units(req)
+        checks = [(reads, cost, r_limit, r_window, "ResourceUnitLimitExceeded", "Read")]
+        if write:
+            checks.append((writes, 1, w_limit, w_window, "WriteLimitExceeded", "ReadWrite"))
+        for window, units, limit, span, reason, scope in checks:
+            wait = window.wait_for(units, limit, span)
+            if wait is not None:
+                usage = min(window.usage(limit, span) + units / limit, 1.8)
+                headers = {
+                    "Retry-After": format_seconds(wait),
+                    "x-ms-throttle-limit-percentage": f"{usage:.2f}",
+                    "x-ms-throttle-scope": f"Tenant_Application/{scope}/{tid}/{tenant.client_id}",
+                    "x-ms-throttle-information": reason,
+                }
+                message = "Too many requests. Please retry after the time in Retry-After."
+                return GraphResponse(429, error_body("TooManyRequests", message, crid), headers), {}
+        usage = 0.0
+        for window, units, limit, span, _, _ in checks:
+            window.spend(units)
+            usage = max(usage, window.usage(limit, span))
+        headers = {"x-ms-resource-unit": str(cost)}
+        if usage > 0.8:  # Graph starts warning at 80% of a budget
+            headers["x-ms-throttle-limit-percentage"] = f"{min(usage, 1.8):.2f}"
+        return None, headers

@@ -15,42 +15,29 @@ from urllib.parse import parse_qsl, unquote
 
 from aiohttp import web
 
-from bot.simulator.graph_api import Caller, GraphApi, is_ca_path, resource_units
-from bot.simulator.graph_data import DEFAULT_APP_ROLES, SimError, SimTenant
+from bot.simulator import graph_api
+from bot.simulator.graph_batch import run_batch, validate_batch
+from bot.simulator.graph_data import DEFAULT_APP_ROLES, ROLE_IDS, SimError, SimTenant
 from bot.simulator.graph_odata import (
     JSON_TYPE,
+    PAYLOAD_ERROR,
+    Caller,
     GraphError,
     GraphRequest,
     GraphResponse,
     bad_request,
-    error_body,
     error_response,
     parse_query,
 )
-from bot.simulator.graph_throttle import (
-    FaultRule,
-    Faults,
-    Interval,
-    SlidingWindow,
-    WriteGate,
-    format_seconds,
-)
+from bot.simulator.graph_throttle import Faults, Throttler, WriteGate, fault_response
 from bot.simulator.microsoft_authority import Authority, register_certificate
 from bot.simulator.tls import create_server_tls
 
 __all__ = ["Faults", "MicrosoftSimulator", "RequestRecord", "SimError", "SimTenant"]
 
 VERSIONS = ("v1.0", "beta")
-MAX_BATCH = 20
-WRITE_LIMIT, WRITE_WINDOW = 3000, 150.0
-READ_WINDOW = 10.0
-_BATCH_METHODS = frozenset({"GET", "POST", "PATCH", "PUT", "DELETE"})
 _DIAGNOSTIC = (
     '{"ServerInfo":{"DataCenter":"Simulated","Slice":"E","Ring":"1","RoleInstance":"SIM"}}'
-)
-_PAYLOAD_ERROR = (
-    "Unable to read JSON request payload. Please ensure Content-Type header is set and payload "
-    "is of valid JSON format."
 )
 
 
@@ -64,11 +51,6 @@ class RequestRecord:
     tenant_id: str | None
     status: int
     batch: bool = False
-
-
-def _read_limit(users: int) -> int:
-    """Directory resource units per 10 s by tenant size (steps.md)."""
-    return 3500 if users < 50 else 5000 if users <= 500 else 8000
 
 
 class MicrosoftSimulator:
@@ -98,11 +80,8 @@ class MicrosoftSimulator:
         self.requests: list[RequestRecord] = []
         self.faults = Faults(retry_after)
         self.authority = Authority(lambda: self.base_url, self.find_tenant)
-        self._graph = GraphApi(lambda: self.base_url)
+        self.throttler = Throttler(clock, time_scale)
         self._gate = WriteGate()
-        self._reads: dict[str, SlidingWindow] = {}
-        self._writes: dict[str, SlidingWindow] = {}
-        self._ca: dict[str, Interval] = {}
         self._runner: web.AppRunner | None = None
 
     # -- tenants -------------------------------------------------------------------------------
@@ -132,6 +111,11 @@ class MicrosoftSimulator:
         """Create a tenant. `users` counts every active account, the retained admin included;
         `guests` (default a tenth) are among them. `client_certificate` (PEM) registers a
         certificate credential on the bot's app next to its secret."""
+        unknown = app_directory_roles - set(ROLE_IDS)
+        if unknown:
+            raise ValueError(
+                f"unknown directory roles {sorted(unknown)}; known: {sorted(ROLE_IDS)}"
+            )
         ids = uuid.uuid5(uuid.NAMESPACE_URL, f"sim:{name}:{seed}")
         tenant = SimTenant(
             name=name,
@@ -353,19 +337,19 @@ class MicrosoftSimulator:
         try:
             if version not in VERSIONS:
                 raise bad_request(f"Invalid version: {version}")
-            req = GraphRequest(request.method, version, path, parse_query(raw_query), None, crid)
+            query = parse_query(raw_query)
+            req = GraphRequest(request.method, version, path, query, None, crid, self.base_url)
             tenant, caller = self.authority.verify(request.headers.get("Authorization"))
             tenant_id = tenant.tenant_id
             fault = self.faults.take(request.method, f"/{version}{path}", in_batch=False)
             if fault is not None and fault.kind == "drop":
                 self._record(request.method, request.path_qs, tenant_id, 0)
-                if request.transport is not None:
-                    request.transport.abort()
-                raise ConnectionResetError("simulated dropped connection")
+                request.protocol.force_close()  # the client sees the connection go, no answer
+                return web.Response(status=500)
             if fault is not None:
-                resp = self._fault_response(fault, crid)
+                resp = fault_response(fault, crid)
             elif req.segments == ["$batch"]:
-                resp = await self._batch(request, tenant, caller, version, crid)
+                resp = await self._batch(request, tenant, caller, req)
             else:
                 req.body = await self._request_json(request)
                 resp = await self._serve(tenant, caller, req)
@@ -391,24 +375,11 @@ class MicrosoftSimulator:
         if not text.strip():
             return None
         if "json" not in request.content_type:
-            raise bad_request(_PAYLOAD_ERROR)
+            raise bad_request(PAYLOAD_ERROR)
         try:
             return json.loads(text)
         except ValueError:
-            raise bad_request(_PAYLOAD_ERROR) from None
-
-    def _fault_response(self, fault: FaultRule, crid: str) -> GraphResponse:
-        if fault.status == 429:
-            headers = (
-                {}
-                if fault.retry_after is None
-                else {"Retry-After": format_seconds(fault.retry_after)}
-            )
-            body = error_body("TooManyRequests", "Too many requests. Please retry later.", crid)
-            return GraphResponse(429, body, headers)
-        messages = {500: "InternalServerError", 502: "BadGateway", 503: "ServiceUnavailable"}
-        code = messages.get(fault.status, "UnknownError")
-        return GraphResponse(fault.status, error_body(code, "The service is unavailable.", crid))
+            raise bad_request(PAYLOAD_ERROR) from None
 
     async def _serve(
         self, tenant: SimTenant, caller: Caller, req: GraphRequest, *, in_batch: bool = False
@@ -418,13 +389,13 @@ class MicrosoftSimulator:
             if in_batch:
                 fault = self.faults.take(req.method, f"/{req.version}{req.path}", in_batch=True)
                 if fault is not None:
-                    return self._fault_response(fault, req.client_request_id)
-            handler = self._graph.route(req)
+                    return fault_response(fault, req.client_request_id)
+            handler = graph_api.route(req)
             write = req.method != "GET"
             if write:
                 await self._gate.admit()
             tenant.tick()
-            throttled, headers = self._throttle(tenant, req, write)
+            throttled, headers = self.throttler.check(tenant, req, write)
             if throttled is not None:
                 return throttled
             resp = handler(tenant, caller, req)
@@ -435,96 +406,8 @@ class MicrosoftSimulator:
         except GraphError as err:
             return error_response(err, req.client_request_id)
 
-    def _budgets(self, tenant: SimTenant) -> tuple[tuple[int, float], tuple[int, float]]:
-        reads = tenant.read_budget or (
-            _read_limit(len(tenant.users)),
-            READ_WINDOW / self.time_scale,
-        )
-        writes = tenant.write_budget or (WRITE_LIMIT, WRITE_WINDOW / self.time_scale)
-        return reads, writes
-
-    def _throttle(
-        self, tenant: SimTenant, req: GraphRequest, write: bool
-    ) -> tuple[GraphResponse | None, dict[str, str]]:
-        """Spend the request's budget: (429 response, {}) or (None, headers to add)."""
-        tid, crid = tenant.tenant_id, req.client_request_id
-        if is_ca_path(req):
-            interval = tenant.ca_interval
-            gate = self._ca.setdefault(tid, Interval(self.clock))
-            if not gate.take(1.0 / self.time_scale if interval is None else interval):
-                body = error_body("TooManyRequests", "Too many requests.", crid)
-                return GraphResponse(429, body), {}
-        reads = self._reads.setdefault(tid, SlidingWindow(self.clock))
-        writes = self._writes.setdefault(tid, SlidingWindow(self.clock))
-        (r_limit, r_window), (w_limit, w_window) = self._budgets(tenant)
-        cost = resource_units(req)
-        checks = [(reads, cost, r_limit, r_window, "ResourceUnitLimitExceeded", "Read")]
-        if write:
-            checks.append((writes, 1, w_limit, w_window, "WriteLimitExceeded", "ReadWrite"))
-        for window, units, limit, span, reason, scope in checks:
-            wait = window.wait_for(units, limit, span)
-            if wait is not None:
-                usage = min(window.usage(limit, span) + units / limit, 1.8)
-                headers = {
-                    "Retry-After": format_seconds(wait),
-                    "x-ms-throttle-limit-percentage": f"{usage:.2f}",
-                    "x-ms-throttle-scope": f"Tenant_Application/{scope}/{tid}/{tenant.client_id}",
-                    "x-ms-throttle-information": reason,
-                }
-                message = "Too many requests. Please retry after the time in Retry-After."
-                return GraphResponse(429, error_body("TooManyRequests", message, crid), headers), {}
-        usage = 0.0
-        for window, units, limit, span, _, _ in checks:
-            window.spend(units)
-            usage = max(usage, window.usage(limit, span))
-        headers = {"x-ms-resource-unit": str(cost)}
-        if usage > 0.8:
-            headers["x-ms-throttle-limit-percentage"] = f"{min(usage, 1.8):.2f}"
-        return None, headers
-
-    # -- $batch --------------------------------------------------------------------------------
-
-    def _batch_items(self, body: Any) -> list[dict[str, Any]]:
-        """Validate a JSON batch the way Graph does before running any of it."""
-        invalid = bad_request("Invalid batch payload format.")
-        if not isinstance(body, dict) or not isinstance(body.get("requests"), list):
-            raise invalid
-        items = body["requests"]
-        if not items:
-            raise invalid
-        if len(items) > MAX_BATCH:
-            raise bad_request(
-                f"The number of requests in a batch exceeds the limit of {MAX_BATCH}."
-            )
-        seen: set[str] = set()
-        for item in items:
-            if not isinstance(item, dict) or not all(
-                isinstance(item.get(k), str) and item[k] for k in ("id", "method", "url")
-            ):
-                raise invalid
-            if item["method"].upper() not in _BATCH_METHODS:
-                raise bad_request(f"Invalid HTTP method '{item['method']}' in batch request.")
-            if item["id"] in seen:
-                raise bad_request(f"Batch request ids must be unique: '{item['id']}' repeats.")
-            depends = item.get("dependsOn", [])
-            if not isinstance(depends, list) or any(d not in seen for d in depends):
-                raise bad_request(
-                    f"Request '{item['id']}' depends on a request id that does not precede it."
-                )
-            headers = item.get("headers", {})
-            if not isinstance(headers, dict):
-                raise invalid
-            has_type = any(k.lower() == "content-type" for k in headers)
-            needs_body = item["method"].upper() in ("POST", "PATCH", "PUT")
-            if ("body" in item and not has_type) or (needs_body and "body" not in item):
-                raise bad_request(
-                    f"Write request id : {item['id']} does not contain Content-Type header or body."
-                )
-            seen.add(item["id"])
-        return items
-
     async def _batch(
-        self, request: web.Request, tenant: SimTenant, caller: Caller, version: str, crid: str
+        self, request: web.Request, tenant: SimTenant, caller: Caller, req: GraphRequest
     ) -> GraphResponse:
         if request.method != "POST":
             raise GraphError(
@@ -532,45 +415,19 @@ class MicrosoftSimulator:
                 "Request_BadRequest",
                 "Specified HTTP method is not allowed for the request target.",
             )
-        items = self._batch_items(await self._request_json(request))
-        statuses: dict[str, int] = {}
-        responses = []
-        for item in items:
-            headers = {k.lower(): str(v) for k, v in item.get("headers", {}).items()}
-            sub_crid = headers.get("client-request-id", crid)
-            url: str = item["url"]
-            path, _, query = url.partition("?")
-            path = "/" + "/".join(unquote(p) for p in path.lstrip("/").split("/"))
-            req = GraphRequest(
-                item["method"].upper(), version, path, {}, item.get("body"), sub_crid
-            )
-            if any(not 200 <= statuses[d] < 300 for d in item.get("dependsOn", [])):
-                message = "The request depends on a request that failed."
-                resp = GraphResponse(424, error_body("FailedDependency", message, sub_crid))
-            elif "://" in url:
-                message = "Invalid request URL: batch requests take URLs relative to the version."
-                resp = error_response(bad_request(message), sub_crid)
-            else:
-                try:
-                    req.query = parse_query(query)
-                    resp = await self._serve(tenant, caller, req, in_batch=True)
-                except GraphError as err:
-                    resp = error_response(err, sub_crid)
-            self._record(
-                req.method,
-                f"/{version}{url if url.startswith('/') else '/' + url}",
-                tenant.tenant_id,
-                resp.status,
-                batch=True,
-            )
-            statuses[item["id"]] = resp.status
-            entry: dict[str, Any] = {
-                "id": item["id"],
-                "status": resp.status,
-                "headers": {"Cache-Control": "no-cache", **resp.headers},
-            }
-            if resp.body is not None:
-                entry["headers"]["Content-Type"] = JSON_TYPE + ";charset=utf-8"
-                entry["body"] = resp.body
-            responses.append(entry)
-        return GraphResponse(200, {"responses": responses})
+        items = validate_batch(await self._request_json(request))
+
+        async def serve(sub: GraphRequest) -> GraphResponse:
+            return await self._serve(tenant, caller, sub, in_batch=True)
+
+        def record(method: str, path: str, status: int) -> None:
+            self._record(method, path, tenant.tenant_id, status, batch=True)
+
+        return await run_batch(
+            items,
+            version=req.version,
+            client_request_id=req.client_request_id,
+            base=self.base_url,
+            serve=serve,
+            record=record,
+        )

@@ -22,9 +22,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from bot.simulator.graph_api import Caller
 from bot.simulator.graph_data import SimTenant
-from bot.simulator.graph_odata import GraphError
+from bot.simulator.graph_odata import Caller, GraphError
 
 GRAPH_RESOURCES = ("https://graph.microsoft.com", "00000003-0000-0000-c000-000000000000")
 _ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"

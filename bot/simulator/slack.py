@@ -1,5 +1,6 @@
 """The simulated Slack workspace as a real HTTP server on 127.0.0.1: the Web API the bot calls,
-and (through slack_delivery) Slack's signed slash commands and events to the bot's Request URL.
+and (through slack_delivery) Slack's signed slash commands and events to the bot's Request URL,
+or with `socket_mode` on, the same over the app's Socket Mode websocket (slack_socket).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from aiohttp import web
 from bot.simulator.slack_blocks import Invalid
 from bot.simulator.slack_delivery import Delivery, EventResult, SlashResult, slack_signature
 from bot.simulator.slack_render import render_channel, render_message
+from bot.simulator.slack_socket import APP_TOKEN_SCOPES, SocketModeServer
 from bot.simulator.slack_state import JSON, SimMessage, SimUser
 from bot.simulator.slack_webapi import DEFAULT_BOT_SCOPES, METHODS, call
 
@@ -26,10 +28,15 @@ __all__ = [
     "SimUser",
     "SlackSimulator",
     "SlashResult",
+    "SocketModeServer",
     "render_channel",
     "render_message",
     "slack_signature",
 ]
+
+
+# Methods only an app-level token may call: they answer from the simulator, not the workspace.
+APP_METHODS = frozenset({"apps.connections.open"})
 
 
 @dataclass
@@ -66,7 +73,11 @@ class SlackSimulator(Delivery):
         bot_scopes: frozenset[str] | None = None,
         clock: Callable[[], float] = time.time,
         ack_timeout: float = 3.0,
+        app_token: str = "xapp-1-sim",
+        socket_mode: bool = False,
     ) -> None:
+        """`socket_mode=True` (or setting `sim.socket_mode` later) is the app's "Enable Socket
+        Mode" switch: deliveries then go over its websocket, never to `request_url`."""
         super().__init__(
             bot_token=bot_token,
             signing_secret=signing_secret,
@@ -76,7 +87,7 @@ class SlackSimulator(Delivery):
             bot_scopes=DEFAULT_BOT_SCOPES if bot_scopes is None else bot_scopes,
             clock=clock,
         )
-        self._init_delivery(ack_timeout)
+        self._init_delivery(ack_timeout, app_token=app_token, socket_mode=socket_mode)
         self.api_url = ""  # "http://127.0.0.1:PORT/api/" once started
         self._faults: dict[str, list[_Fault]] = {}
         self._runner: web.AppRunner | None = None
@@ -90,6 +101,7 @@ class SlackSimulator(Delivery):
         app.router.add_post("/upload/v1/{key}", self._upload)
         app.router.add_post("/response/{key}", self._response_url)
         app.router.add_get("/archives/{channel}/{p}", self._archive)
+        app.router.add_get("/link/", self.sockets.handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -97,9 +109,11 @@ class SlackSimulator(Delivery):
         port = self._runner.addresses[0][1]
         self.base_url = f"http://127.0.0.1:{port}"
         self.api_url = f"{self.base_url}/api/"
+        self.sockets.base_url = f"ws://127.0.0.1:{port}"
         self._session = aiohttp.ClientSession()
 
     async def stop(self) -> None:
+        await self.sockets.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -132,7 +146,7 @@ class SlackSimulator(Delivery):
     ) -> None:
         """The next `count` calls of `method` fail: with `error`, HTTP 200 `ok: false`;
         else HTTP `status` (429 carries `Retry-After: retry_after`, as Slack's rate limits do)."""
-        if method not in METHODS:
+        if method not in METHODS and method not in APP_METHODS:
             raise ValueError(f"the simulator does not implement {method}")
         self._faults.setdefault(method, []).append(_Fault(status, retry_after, error, count))
 
@@ -153,9 +167,13 @@ class SlackSimulator(Delivery):
         status, headers = 200, {"X-OAuth-Scopes": ",".join(sorted(self.bot_scopes))}
         if method in METHODS and METHODS[method].scope:
             headers["X-Accepted-OAuth-Scopes"] = METHODS[method].scope or ""
+        elif method in APP_METHODS:
+            headers["X-Accepted-OAuth-Scopes"] = ",".join(sorted(APP_TOKEN_SCOPES))
         args: JSON = {}
         try:
             args, token = await self._read_args(request)
+            if token is not None and token == self.app_token:
+                headers["X-OAuth-Scopes"] = ",".join(sorted(APP_TOKEN_SCOPES))
             fault = self._take_fault(method)
             if fault is not None and fault.error is None:
                 status = fault.status
@@ -165,12 +183,16 @@ class SlackSimulator(Delivery):
                 body: JSON = {"ok": False, "error": error}
             elif fault is not None:
                 body = {"ok": False, "error": fault.error}
-            elif method not in METHODS:
+            elif method not in METHODS and method not in APP_METHODS:
                 raise Invalid("unknown_method")
             elif token is None:
                 raise Invalid("not_authed")
-            elif token != self.bot_token:
+            elif token not in (self.bot_token, self.app_token):
                 raise Invalid("invalid_auth")
+            elif (token == self.app_token) != (method in APP_METHODS):
+                raise Invalid("not_allowed_token_type")
+            elif method == "apps.connections.open":
+                body = {"ok": True, "url": self.sockets.open_url()}
             else:
                 body = call(self, method, args)
         except Invalid as e:

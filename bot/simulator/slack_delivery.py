@@ -1,5 +1,6 @@
 """Slack's side of the bot's Request URL: signed slash commands (and their response_url) and
-Events API envelopes, delivered over HTTP as Slack delivers them.
+Events API envelopes, delivered over HTTP as Slack delivers them, or, with `socket_mode` on,
+over the app's Socket Mode connection (slack_socket) with the ack in place of the HTTP answer.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import aiohttp
 from aiohttp import web
 
 from bot.simulator.slack_blocks import Invalid, check_blocks, check_metadata
+from bot.simulator.slack_socket import APP_TOKEN_PREFIX, SocketModeServer
 from bot.simulator.slack_state import JSON, SimUser, Workspace
 
 RESPONSE_URL_USES = 5  # Slack allows five responses per response_url ...
@@ -41,6 +43,7 @@ class SlashResult:
     trigger_id: str
     responses: list[JSON] = field(default_factory=list)  # response_url deliveries, as they arrive
     timed_out: bool = False
+    envelope_id: str | None = None  # the Socket Mode envelope that carried it, if one did
 
 
 @dataclass
@@ -52,6 +55,7 @@ class EventResult:
     event_id: str | None
     envelope: JSON | None  # what was sent, parsed; pass it to deliver() to redeliver
     timed_out: bool = False
+    envelope_id: str | None = None  # the Socket Mode envelope that carried it, if one did
 
 
 @dataclass
@@ -66,8 +70,15 @@ class _ResponseTarget:
 class Delivery(Workspace):
     """Sends what Slack sends to the bot's Request URL and takes what comes back."""
 
-    def _init_delivery(self, ack_timeout: float) -> None:
+    def _init_delivery(
+        self, ack_timeout: float, *, app_token: str = "xapp-1-sim", socket_mode: bool = False
+    ) -> None:
+        if not app_token.startswith(APP_TOKEN_PREFIX):
+            raise ValueError(f"an app-level token starts with {APP_TOKEN_PREFIX!r}")
         self.request_url: str | None = None  # the bot's Request URL (".../slack/events")
+        self.app_token = app_token  # the app-level token that may call apps.connections.open
+        self.socket_mode = socket_mode  # Socket Mode on: deliveries go over the websocket
+        self.sockets = SocketModeServer(self.app_id, self.notify)
         self.ack_timeout = ack_timeout  # Slack gives up on the bot's answer after 3 s
         self.verification_token = "sim-verification-token"  # the deprecated `token` field
         self._session: aiohttp.ClientSession | None = None
@@ -129,7 +140,11 @@ class Delivery(Workspace):
         timestamp: int | None = None,
         content_type: str = "application/json",
     ) -> EventResult:
-        """Delivers a raw body to the Request URL; `headers` override (None removes one)."""
+        """Delivers a raw body to the Request URL; `headers` override (None removes one).
+
+        With `socket_mode` on, the body (a JSON object) goes out in a Socket Mode envelope
+        instead, `retry_num`/`retry_reason` as its retry_attempt/retry_reason; the HTTP-only
+        options (headers, sign, timestamp, content_type) are refused there."""
         raw = json.dumps(body).encode() if isinstance(body, dict) else body
         envelope: JSON | None = body if isinstance(body, dict) else None
         if envelope is None:
@@ -138,6 +153,13 @@ class Delivery(Workspace):
                 envelope = parsed if isinstance(parsed, dict) else None
             except ValueError:
                 envelope = None
+        if self.socket_mode:
+            http_only = headers is not None or not sign or timestamp is not None
+            if http_only or content_type != "application/json":
+                raise ValueError("headers, sign, timestamp and content_type are HTTP-only")
+            if envelope is None:
+                raise ValueError("Socket Mode carries JSON objects only")
+            return await self._deliver_socket(envelope, retry_num, retry_reason)
         status, text, _, timed_out = await self._send(
             raw,
             content_type=content_type,
@@ -149,6 +171,20 @@ class Delivery(Workspace):
         )
         event_id = envelope.get("event_id") if envelope else None
         return EventResult(status, text, event_id, envelope, timed_out)
+
+    async def _deliver_socket(
+        self, envelope: JSON, retry_num: int | None, retry_reason: str | None
+    ) -> EventResult:
+        sent = await self.sockets.deliver(
+            envelope,
+            timeout=self.ack_timeout,
+            retry_attempt=retry_num or 0,
+            retry_reason=retry_reason or ("timeout" if retry_num else ""),
+        )
+        status = 0 if sent.ack is None else 200
+        body = json.dumps(sent.ack) if sent.ack else ""
+        event_id = envelope.get("event_id")
+        return EventResult(status, body, event_id, envelope, sent.timed_out, sent.envelope_id)
 
     def _new_event_id(self) -> str:
         self._event_seq += 1
@@ -197,8 +233,9 @@ class Delivery(Workspace):
         channel_id: str = "C0PROGRESS",
         command: str = "/close-account",
     ) -> SlashResult:
-        """A member types `command text` in a channel: Slack POSTs the signed form, shows the
-        immediate answer, and accepts later responses at the response_url."""
+        """A member types `command text` in a channel: Slack POSTs the signed form (or sends its
+        fields in a slash_commands envelope), shows the immediate answer (the HTTP answer, or
+        the ack's payload), and accepts later responses at the response_url."""
         user = self._active_user(user_id)
         if channel_id not in self.channels:
             raise ValueError(f"no channel {channel_id}")
@@ -222,6 +259,16 @@ class Delivery(Workspace):
         }
         result = SlashResult(0, "", None, response_url, trigger_id)
         self._response_targets[key] = _ResponseTarget(result, user.id, channel_id, self.clock())
+        if self.socket_mode:
+            sent = await self.sockets.deliver(form, timeout=self.ack_timeout)
+            result.envelope_id, result.timed_out = sent.envelope_id, sent.timed_out
+            if sent.ack is not None:
+                result.status, result.body = 200, (json.dumps(sent.ack) if sent.ack else "")
+                result.ack = sent.ack or None  # the ack's payload is the immediate answer
+            if result.ack and (result.ack.get("text") or result.ack.get("blocks")):
+                self._show(result.ack, user.id, channel_id, source="ack")
+            self.notify()
+            return result
         status, body, content_type, timed_out = await self._send(
             urlencode(form).encode(), content_type="application/x-www-form-urlencoded"
         )
@@ -306,9 +353,10 @@ class Delivery(Workspace):
         event_id: str | None = None,
     ) -> EventResult:
         """A member adds (or removes) a reaction in the Slack client: the message keeps it and
-        the bot gets a signed reaction_added (reaction_removed) event."""
+        the bot gets a reaction_added (reaction_removed) event, signed or over its socket."""
         self._active_user(user_id)
-        self._require_request_url()
+        if not self.socket_mode:
+            self._require_request_url()
         msg = self.message(channel, ts)
         if msg is None:
             raise ValueError(f"no message {ts} in {channel}")

@@ -1,0 +1,244 @@
+"""Graph's directory objects in the simulator: users, role assignments, deleted items, app
+registrations and service principals, with the permission each call needs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.simulator.graph_data import (
+    GLOBAL_ADMINISTRATOR,
+    MICROSOFT_TENANT_ID,
+    ROLE_IDS,
+    SimTenant,
+)
+from bot.simulator.graph_odata import (
+    Caller,
+    GraphRequest,
+    GraphResponse,
+    apply_filter,
+    bad_request,
+    context_url,
+    forbidden,
+    no_content,
+    not_found,
+    ok,
+    page,
+    project,
+    require,
+    selection,
+)
+from bot.simulator.graph_schema import USER_DEFAULT_SELECT
+
+_READ_DIRECTORY = ("Directory.Read.All", "Directory.ReadWrite.All")
+_USER_READ = ("User.Read.All", "User.ReadWrite.All", "User.DeleteRestore.All", *_READ_DIRECTORY)
+_USER_DELETE = ("User.ReadWrite.All", "User.DeleteRestore.All", "Directory.ReadWrite.All")
+_ROLES_READ = (
+    "RoleManagement.Read.Directory",
+    "RoleManagement.Read.All",
+    "RoleManagement.ReadWrite.Directory",
+    *_READ_DIRECTORY,
+)
+_APP_READ = ("Application.Read.All", "Application.ReadWrite.All", *_READ_DIRECTORY)
+_APP_WRITE = ("Application.ReadWrite.All",)
+# Directory roles that let an app delete users who hold admin roles.
+_PRIVILEGED_DELETERS = frozenset(
+    {GLOBAL_ADMINISTRATOR, ROLE_IDS["Privileged Authentication Administrator"]}
+)
+
+
+def user_or_404(tenant: SimTenant, key: str) -> dict[str, Any]:
+    user = tenant.find_user(key)
+    if user is None:
+        raise not_found(key)
+    return user
+
+
+def list_users(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
+    require(caller, _USER_READ)
+    if "$filter" in req.query or "$expand" in req.query:
+        raise bad_request("Unsupported query.", "Request_UnsupportedQuery")
+    return ok(
+        page(
+            list(tenant.users.values()),
+            req,
+            context="users",
+            entity_type="user",
+            default=USER_DEFAULT_SELECT,
+        )
+    )
+
+
+def get_user(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
+    require(caller, _USER_READ)
+    user = user_or_404(tenant, req.segments[1])
+    select = selection(req.query, "user")
+    ctx = context_url(req.base, req.version, "users", select) + "/$entity"
+    return ok({"@odata.context": ctx, **project(user, select, USER_DEFAULT_SELECT)})
+
+
+def delete_user(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
+    require(caller, _USER_DELETE)
+    user = user_or_404(tenant, req.segments[1])
+    if tenant.roles.get(user["id"]) and not (
+        tenant.roles.get(caller.service_principal_id, set()) & _PRIVILEGED_DELETERS
+    ):
+        raise forbidden()
+    if user["onPremisesSyncEnabled"] and tenant.sync_enabled:
+        raise bad_request(
+            "Unable to update the specified properties for on-premises mastered Directory "
+            "Sync objects or objects currently undergoing migration.",
+            "Request_BadRequest",
+        )
+    tenant.soft_delete_user(user["id"])
+    return no_content()
+
+
+def _principal(tenant: SimTenant, principal_id: str) -> dict[str, Any]:
+    if principal_id in tenant.users:
+        user = tenant.users[principal_id]
+        return {"@odata.type": "#microsoft.graph.user", **user}
+    sp = tenant.service_principals[principal_id]
+    return {"@odata.type": "#microsoft.graph.servicePrincipal", **sp}
+
+
+def role_assignments(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
+    require(caller, _ROLES_READ)
+    expand = req.query.get("$expand")
+    if expand not in (None, "principal"):
+        raise bad_request(
+            "Parsing OData Select and Expand failed: Could not find a property named "
+            f"'{expand}' on type 'microsoft.graph.unifiedRoleAssignment'."
+        )
+    items = apply_filter(
+        tenant.role_assignments(),
+        req.query,
+        "unifiedRoleAssignment",
+        {"roleDefinitionId", "principalId", "directoryScopeId"},
+    )
+    select = selection(req.query, "unifiedRoleAssignment")
+    values = []
+    for item in items:
+        value = project(item, select)
+        if expand:
+            value["principal"] = _principal(tenant, item["principalId"])
+        values.append(value)
+    ctx = context_url(req.base, req.version, "roleManagement/directory/roleAssignments", select)
+    return ok({"@odata.context": ctx, "value": values})
+
+
+def deleted_items_uncast(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
+    raise bad_request(
+        "Searches against this resource are not supported. Only specific instances can be queried.",
+        "Request_UnsupportedQuery",
+    )
+
+
+def list_deleted(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
+    require(caller, _USER_READ)
+    if "$filter" in req.query or "$expand" in req.query:
+        raise bad_request("Unsupported query.", "Request_UnsupportedQuery")
+    body = page(
+        list(tenant.deleted_users.values()),
+        req,
+        context="directoryObjects/microsoft.graph.user",
+        entity_type="user",
+        default=(*USER_DEFAULT_SELECT, "deletedDateTime"),
+    )
+    return ok(body)
+
+
+def _deleted_or_404(tenant: SimTenant, object_id: str) -> dict[str, Any]:
+    user = tenant.deleted_users.get(object_id)
+    if user is None:
+        raise not_found(object_id)
+    return user
+
+
+def get_deleted(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
+    require(caller, _USER_READ)
+    user = _deleted_or_404(tenant, req.segments[2])
+    select = selection(req.query, "user")
+    ctx = context_url(req.base, req.version, "directoryObjects", None) + "/$entity"
+    return ok(
+        {
+            "@odata.context": ctx,
+            "@odata.type": "#microsoft.graph.user",
+            **project(user, select, (*USER_DEFAULT_SELECT, "deletedDateTime")),
+        }
+    )
+
+
+def purge_deleted(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
+    require(caller, _USER_DELETE)
+    _deleted_or_404(tenant, req.segments[2])
+    tenant.purge_user(req.segments[2])
+    return no_content()
+
+
+def restore_deleted(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
+    require(caller, _USER_DELETE)
+    if req.body not in (None, {}) and (
+        not isinstance(req.body, dict) or set(req.body) - {"autoReconcileProxyConflict"}
+    ):
+        raise bad_request("Invalid request body for restore.")
+    _deleted_or_404(tenant, req.segments[2])
+    user = tenant.restore_user(req.segments[2])
+    ctx = context_url(req.base, req.version, "directoryObjects", None) + "/$entity"
+    return ok(
+        {
+            "@odata.context": ctx,
+            "@odata.type": "#microsoft.graph.user",
+            **project(user, None, USER_DEFAULT_SELECT),
+        }
+    )
+
+
+def _app_kind(req: GraphRequest) -> tuple[str, str]:
+    if req.segments[0].lower() == "applications":
+        return "applications", "application"
+    return "servicePrincipals", "servicePrincipal"
+
+
+def _store(tenant: SimTenant, req: GraphRequest) -> dict[str, dict[str, Any]]:
+    if req.segments[0].lower() == "applications":
+        return tenant.applications
+    return tenant.service_principals
+
+
+def list_apps(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
+    require(caller, _APP_READ)
+    context, entity_type = _app_kind(req)
+    filterable = {"appId", "displayName", "id"}
+    if entity_type == "servicePrincipal":
+        filterable |= {"appOwnerOrganizationId", "servicePrincipalType"}
+    items = apply_filter(list(_store(tenant, req).values()), req.query, entity_type, filterable)
+    return ok(page(items, req, context=context, entity_type=entity_type))
+
+
+def _app_or_404(tenant: SimTenant, req: GraphRequest) -> dict[str, Any]:
+    found = _store(tenant, req).get(req.segments[1])
+    if found is None:
+        raise not_found(req.segments[1])
+    return found
+
+
+def get_app(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
+    require(caller, _APP_READ)
+    found = _app_or_404(tenant, req)
+    context, entity_type = _app_kind(req)
+    select = selection(req.query, entity_type)
+    ctx = context_url(req.base, req.version, context, select) + "/$entity"
+    return ok({"@odata.context": ctx, **project(found, select)})
+
+
+def delete_app(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
+    require(caller, _APP_WRITE)
+    found = _app_or_404(tenant, req)
+    if req.segments[0].lower() == "applications":
+        tenant.delete_application(found["id"])
+    elif found["appOwnerOrganizationId"] == MICROSOFT_TENANT_ID:
+        raise forbidden()
+    else:
+        tenant.delete_service_principal(found["id"])
+    return no_content()

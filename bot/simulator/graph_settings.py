@@ -1,0 +1,217 @@
+"""Graph's tenant-wide settings in the simulator: organization, licensing, domains, security
+defaults, conditional access and (beta) per-user MFA, with the permission each call needs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from bot.simulator.graph_data import SimTenant, iso
+from bot.simulator.graph_directory import user_or_404
+from bot.simulator.graph_odata import (
+    Caller,
+    GraphRequest,
+    GraphResponse,
+    bad_request,
+    context_url,
+    no_content,
+    not_found,
+    ok,
+    patch_body,
+    project,
+    require,
+    selection,
+)
+
+_READ_DIRECTORY = ("Directory.Read.All", "Directory.ReadWrite.All")
+_ORG_READ = ("Organization.Read.All", "Organization.ReadWrite.All", *_READ_DIRECTORY)
+_LICENSE_READ = ("LicenseAssignment.Read.All", "LicenseAssignment.ReadWrite.All", *_ORG_READ)
+_DOMAIN_READ = ("Domain.Read.All", "Domain.ReadWrite.All", *_READ_DIRECTORY)
+_POLICY_READ = ("Policy.Read.All", "Policy.ReadWrite.ConditionalAccess")
+_SECURITY_DEFAULTS_READ = ("Policy.Read.All", "Policy.ReadWrite.SecurityDefaults")
+_MFA_READ = ("Policy.Read.All", "Policy.ReadWrite.AuthenticationMethod")
+_CA_STATES = frozenset({"enabled", "disabled", "enabledForReportingButNotEnforced"})
+_MFA_STATES = frozenset({"enforced", "enabled", "disabled"})
+_SECURITY_DEFAULTS_ID = "00000000-0000-0000-0000-000000000005"
+
+
+def _mfa_user(tenant: SimTenant, req: GraphRequest) -> dict[str, Any]:
+    return user_or_404(tenant, req.segments[1])
+
+
+def get_mfa(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
+    require(caller, _MFA_READ)
+    user = _mfa_user(tenant, req)
+    ctx = f"{req.base}/beta/$metadata#users('{user['id']}')/authentication/requirements/$entity"
+    state = tenant.per_user_mfa.get(user["id"], "disabled")
+    return ok({"@odata.context": ctx, "perUserMfaState": state})
+
+
+def patch_mfa(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
+    require(caller, ("Policy.ReadWrite.AuthenticationMethod",))
+    user = _mfa_user(tenant, req)
+    state = patch_body(req, {"perUserMfaState"})["perUserMfaState"]
+    if state not in _MFA_STATES:
+        raise bad_request(f"Invalid value '{state}' for property 'perUserMfaState'.")
+    tenant.per_user_mfa[user["id"]] = state
+    return no_content()
+
+
+def organization(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
+    require(caller, _ORG_READ)
+    if len(req.segments) == 2 and req.segments[1] != tenant.tenant_id:
+        raise not_found(req.segments[1])
+    sync = True if tenant.sync_enabled else (False if tenant.ever_synced else None)
+    org = {
+        "id": tenant.tenant_id,
+        "deletedDateTime": None,
+        "businessPhones": [],
+        "city": "Redmond",
+        "country": None,
+        "countryLetterCode": "US",
+        "createdDateTime": iso(tenant.epoch - dt.timedelta(days=1200)),
+        "displayName": tenant.display_name,
+        "onPremisesLastSyncDateTime": iso(tenant.now()) if tenant.sync_enabled else None,
+        "onPremisesSyncEnabled": sync,
+        "postalCode": "98052",
+        "preferredLanguage": "en",
+        "state": "WA",
+        "street": "1 Microsoft Way",
+        "technicalNotificationMails": [tenant.retained_upn],
+        "tenantType": "AAD",
+        "assignedPlans": [],
+        "provisionedPlans": [],
+        "verifiedDomains": [
+            {
+                "capabilities": "Email, OfficeCommunicationsOnline",
+                "isDefault": d["isDefault"],
+                "isInitial": d["isInitial"],
+                "name": d["id"],
+                "type": "Managed",
+            }
+            for d in tenant.domains
+        ],
+    }
+    return _collection_or_entity(
+        req, [org], "organization", "organization", single=len(req.segments) == 2
+    )
+
+
+def _collection_or_entity(
+    req: GraphRequest,
+    items: list[dict[str, Any]],
+    context: str,
+    entity_type: str,
+    *,
+    single: bool,
+) -> GraphResponse:
+    select = selection(req.query, entity_type)
+    ctx = context_url(req.base, req.version, context, select)
+    if single:
+        key = req.segments[-1]
+        found = next((i for i in items if str(i["id"]).lower() == key.lower()), None)
+        if found is None:
+            raise not_found(key)
+        return ok({"@odata.context": ctx + "/$entity", **project(found, select)})
+    return ok({"@odata.context": ctx, "value": [project(i, select) for i in items]})
+
+
+def subscriptions(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
+    require(caller, _LICENSE_READ)
+    items = list(tenant.subscriptions.values())
+    return _collection_or_entity(
+        req,
+        items,
+        "directory/subscriptions",
+        "companySubscription",
+        single=len(req.segments) == 3,
+    )
+
+
+def subscribed_skus(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
+    require(caller, _LICENSE_READ)
+    return _collection_or_entity(
+        req, tenant.skus, "subscribedSkus", "subscribedSku", single=len(req.segments) == 2
+    )
+
+
+def domains(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
+    require(caller, _DOMAIN_READ)
+    return _collection_or_entity(
+        req, tenant.domains, "domains", "domain", single=len(req.segments) == 2
+    )
+
+
+def _defaults(tenant: SimTenant) -> dict[str, Any]:
+    return {
+        "id": _SECURITY_DEFAULTS_ID,
+        "displayName": "Security Defaults",
+        "description": "Security defaults is a set of basic identity security mechanisms "
+        "recommended by Microsoft. When enabled, these recommendations will be automatically "
+        "enforced in your organization.",
+        "isEnabled": tenant.security_defaults_enabled,
+    }
+
+
+def get_security_defaults(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
+    require(caller, _SECURITY_DEFAULTS_READ)
+    select = selection(req.query, "identitySecurityDefaultsEnforcementPolicy")
+    ctx = context_url(
+        req.base, req.version, "policies/identitySecurityDefaultsEnforcementPolicy", select
+    )
+    return ok({"@odata.context": ctx + "/$entity", **project(_defaults(tenant), select)})
+
+
+def patch_security_defaults(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
+    require(caller, ("Policy.ReadWrite.SecurityDefaults",))
+    enabled = patch_body(req, {"isEnabled"})["isEnabled"]
+    if not isinstance(enabled, bool):
+        raise bad_request("Invalid value for property 'isEnabled': a boolean is expected.")
+    tenant.security_defaults_enabled = enabled
+    return no_content()
+
+
+def list_ca(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
+    require(caller, _POLICY_READ)
+    items = list(tenant.ca_policies.values())
+    return _collection_or_entity(
+        req,
+        items,
+        "identity/conditionalAccess/policies",
+        "conditionalAccessPolicy",
+        single=False,
+    )
+
+
+def _ca_or_404(tenant: SimTenant, policy_id: str) -> dict[str, Any]:
+    policy = tenant.ca_policies.get(policy_id)
+    if policy is None:
+        raise not_found(policy_id)
+    return policy
+
+
+def get_ca(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
+    require(caller, _POLICY_READ)
+    _ca_or_404(tenant, req.segments[3])
+    items = list(tenant.ca_policies.values())
+    return _collection_or_entity(
+        req,
+        items,
+        "identity/conditionalAccess/policies",
+        "conditionalAccessPolicy",
+        single=True,
+    )
+
+
+def patch_ca(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
+    require(caller, ("Policy.ReadWrite.ConditionalAccess",))
+    policy = _ca_or_404(tenant, req.segments[3])
+    body = patch_body(req, {"state", "displayName"})
+    if "state" in body and body["state"] not in _CA_STATES:
+        raise bad_request(f"Invalid value '{body['state']}' for property 'state'.")
+    if "displayName" in body and not isinstance(body["displayName"], str):
+        raise bad_request("Invalid value for property 'displayName'.")
+    policy.update(body)
+    policy["modifiedDateTime"] = iso(tenant.now())
+    return no_content()
