@@ -10,6 +10,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from bot.config import ConfigError, Settings, load_settings
 
@@ -105,7 +106,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     if args.users < 2:
         raise CliError("--users: must be at least 2")
-    return asyncio.run(run_demo(users=args.users, seed=args.seed, db_path=args.db))
+    db = str(Path(args.db).resolve()) if args.db else None
+    return asyncio.run(run_demo(users=args.users, seed=args.seed, db_path=db))
 
 
 def parser() -> argparse.ArgumentParser:

@@ -126,9 +126,13 @@ class World:
         microsoft: Mapping[str, Any] | None = None,
     ) -> World:
         owns = directory is None
-        directory = Path(tempfile.mkdtemp(prefix="close-account-")) if directory is None else directory
+        directory = (
+            Path(tempfile.mkdtemp(prefix="close-account-")) if directory is None else directory
+        )
         ms = MicrosoftSimulator(**{"retry_after": 0.02, **(microsoft or {})})
-        sim_tenant = ms.add_tenant(**{"name": "contoso", "users": users, "seed": seed, **(tenant or {})})
+        sim_tenant = ms.add_tenant(
+            **{"name": "contoso", "users": users, "seed": seed, **(tenant or {})}
+        )
         await ms.start()
         slack = SlackSimulator(users=people())
         await slack.start()
@@ -216,7 +220,9 @@ class World:
     async def command(self, text: str, user: str = ADMIN) -> str:
         """Run a slash command and return the ephemeral reply the user sees."""
         result = await self.slack.slash_command(user_id=user, text=text, channel_id=CHANNEL)
-        reply = await self.slack.wait_for(lambda _: result.responses and result.responses[0])
+        reply: dict[str, Any] = await self.slack.wait_for(
+            lambda _: result.responses[0] if result.responses else None
+        )
         return str(reply.get("text", ""))
 
     async def vote(self, request: SimMessage, user: str, name: str = "white_check_mark") -> None:
@@ -253,7 +259,8 @@ class World:
                             (
                                 m
                                 for m in self.slack.messages
-                                if m.ts not in done and m.text.startswith("Step ")
+                                if m.ts not in done
+                                and m.text.startswith("Step ")
                                 and "checklist" in m.text.split("\n")[0]
                             ),
                             None,
@@ -275,7 +282,9 @@ class World:
             return
         action = "cancel" if "Cancel" in first else "delete"
         for sub_id in GUID_IN_PARENS.findall(text):
-            async with http.post(f"{base}/subscriptions/{sub_id}/{action}", ssl=ssl_context) as resp:
+            async with http.post(
+                f"{base}/subscriptions/{sub_id}/{action}", ssl=ssl_context
+            ) as resp:
                 if resp.status not in (200, 204, 409):
                     resp.raise_for_status()
 
@@ -291,7 +300,11 @@ class Printer:
         elapsed = time.monotonic() - self.started
         is_status = (message.metadata or {}).get("event_type") == "close_account_status"
         if is_status:
-            head = "STATUS (posted)" if kind == "posted" else f"STATUS (edit {len(message.versions) - 1})"
+            head = (
+                "STATUS (posted)"
+                if kind == "posted"
+                else f"STATUS (edit {len(message.versions) - 1})"
+            )
             self.out.write(f"\n[{elapsed:6.2f}s] ━━ {head} ━━\n")
             self.out.write(_indent(render_message(message), "  ") + "\n")
         elif kind == "posted":
@@ -315,7 +328,7 @@ async def run_demo(
 ) -> int:
     started = time.monotonic()
     world = await World.create(
-        users=users, seed=seed, db_path=Path(db_path).resolve() if db_path else None
+        users=users, seed=seed, db_path=Path(db_path) if db_path else None
     )
     if on_world is not None:
         on_world(world)
@@ -332,9 +345,14 @@ async def run_demo(
         out.write(f"(only {ADMIN} sees) {reply}\n")
         try:
             final = await world.slack.wait_for(
-                lambda _: (s := world.state()) is not None
-                and (s in ("closed", "aborted") or s.endswith((".failed", ".blocked", ".rejected")))
-                and s,
+                lambda _: (
+                    (s := world.state()) is not None
+                    and (
+                        s in ("closed", "aborted")
+                        or s.endswith((".failed", ".blocked", ".rejected"))
+                    )
+                    and s
+                ),
                 timeout=timeout,
             )
         except TimeoutError:

@@ -9,8 +9,11 @@ from statemachine.closure import STEPS
 
 def writes_for(world: World, step: str) -> list[RequestRecord]:
     """The writes the bot made to the simulated tenant for `step` ($batch: per sub-request)."""
-    return [r for r in world.microsoft.requests if r.method in ("DELETE", "PATCH") and
-            _step_of(r) == step]
+    return [
+        r
+        for r in world.microsoft.requests
+        if r.method in ("DELETE", "PATCH") and _step_of(r) == step
+    ]
 
 
 def _step_of(record: RequestRecord) -> str:

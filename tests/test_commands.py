@@ -28,8 +28,21 @@ def test_parses_the_contracts_commands(text: str, command: Command) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "   ", "start", "retry", "abort", "list now", "retry a b", "status a b", "<@U1>",
-     "contoso fabrikam", "start ../etc", "drop table", "`x`"],
+    [
+        "",
+        "   ",
+        "start",
+        "retry",
+        "abort",
+        "list now",
+        "retry a b",
+        "status a b",
+        "<@U1>",
+        "contoso fabrikam",
+        "start ../etc",
+        "drop table",
+        "`x`",
+    ],
 )
 def test_garbage_is_refused_with_a_reason(text: str) -> None:
     """Anything else raises UsageError with a one-line reason."""

@@ -160,9 +160,12 @@ async def test_msal_certificate_credential_is_verified(
     result = await asyncio.to_thread(msal_token, sim, tenant, good)
     assert "access_token" in result, result
     other_key, other_cert = create_client_certificate()
-    bad = {"private_key": other_key.decode(), "public_certificate": other_cert.decode()}
-    result = await asyncio.to_thread(msal_token, sim, tenant, bad)
-    assert result["error"] == "invalid_client" and result["error_codes"] == [700027]
+    for forged in (
+        {"private_key": other_key.decode(), "public_certificate": other_cert.decode()},
+        {"private_key": other_key.decode(), "public_certificate": cert.decode()},
+    ):
+        result = await asyncio.to_thread(msal_token, sim, tenant, forged)
+        assert result["error"] == "invalid_client" and result["error_codes"] == [700027]
 
 
 async def test_unknown_tenant_discovery_answers_90002(
@@ -535,6 +538,7 @@ async def test_directory_deletion_checks_preconditions_then_the_tenant_is_gone(
     for sub in list(tenant.subscriptions):
         tenant.cancel_subscription(sub)
         tenant.delete_subscription(sub)
+    assert any("deleted users" in reason for reason in tenant.deletion_blockers())
     _, _, body = await graph.call("GET", "/directory/deletedItems/microsoft.graph.user?$select=id")
     purge = [
         {"id": str(n), "method": "DELETE", "url": f"/directory/deletedItems/{u['id']}"}
@@ -580,7 +584,8 @@ async def test_hold_writes_freezes_writes_until_release(
     targets = [u for u in tenant.users if not tenant.roles.get(u)][:5]
     sim.hold_writes(after=2)
     task = asyncio.create_task(graph.batch(deletes(targets)))
-    await sim.writes_held()
+    async with asyncio.timeout(5):  # a failure, not a hang, if the gate never holds
+        await sim.writes_held()
     assert sim.held_writes == 1
     assert sum(u in tenant.deleted_users for u in targets) == 2
     assert (await graph.call("GET", "/users?$select=id"))[0] == 200  # reads still flow

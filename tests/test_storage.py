@@ -19,8 +19,14 @@ def db(tmp_path: Path) -> Database:
 
 def new(db: Database, cid: str, tenant: str = "contoso", state: str = "x.planning") -> None:
     closures.create_closure(
-        db, closure_id=cid, tenant=tenant, tenant_id="t", requester="U", state=state,
-        channel="C", at=1.0,
+        db,
+        closure_id=cid,
+        tenant=tenant,
+        tenant_id="t",
+        requester="U",
+        state=state,
+        channel="C",
+        at=1.0,
     )
 
 

@@ -160,7 +160,8 @@ class WriteGate:
 
     async def admit(self) -> None:
         """Wait, if writes are held, until release()."""
-        pass
+        if self._remaining is not None and self._remaining <= 0:
+            self._open.clear()
         if self._open.is_set():
             return
         self.waiting += 1

@@ -1,0 +1,88 @@
+"""Approval rules 1 and 2 as Slack delivers them: who counts, quorum, veto, retry."""
+
+from __future__ import annotations
+
+from bot.demo import ADMIN, APPROVERS, OUTSIDER, World
+from storage import approvals as requests_db
+from storage import audit
+from tests.conftest import MakeWorld
+
+
+async def test_requester_and_non_approvers_do_not_count(make_world: MakeWorld) -> None:
+    """Reactions by the requester (even if listed) and by a non-approver add no approval."""
+    world = await make_world(approvers=(ADMIN, *APPROVERS[:2]))
+    await world.command(world.tenant.name)
+    request = await world.wait_request("delete_users")
+    await world.vote(request, ADMIN)
+    await world.vote(request, OUTSIDER)
+    await world.slack.wait_for(
+        lambda _: sum("does not count" in m.text for m in world.slack.messages) == 2
+    )
+    await world.vote(request, APPROVERS[0])
+    await world.slack.wait_for(lambda _: "Approvals: 1/2" in world.status_text())
+    assert world.state() == "delete_users.awaiting_approval"
+    assert not [r for r in world.microsoft.requests if r.method == "DELETE"]
+    assert world.service is not None
+    actions = [row["action"] for row in audit.trail(world.service.db, world.tenant.name)]
+    assert actions.count("vote_ignored") == 2 and actions.count("vote") == 1
+
+
+async def test_veto_stops_the_step_and_retry_asks_again(make_world: MakeWorld) -> None:
+    """A veto puts the step in rejected; retry posts a new request for the same plan."""
+    world = await make_world()
+    await world.command(world.tenant.name)
+    first = await world.wait_request("delete_users")
+    await world.vote(first, APPROVERS[0])
+    await world.vote(first, APPROVERS[1], "x")
+    assert await world.wait_state("delete_users.rejected") == "delete_users.rejected"
+    await world.vote(first, APPROVERS[2])  # a late approval changes nothing
+    assert world.state() == "delete_users.rejected"
+    assert not [r for r in world.microsoft.requests if r.method == "DELETE"]
+    reply = await world.command(f"retry {world.tenant.name}")
+    assert "Retrying" in reply
+    second = await world.wait_request("delete_users", count=2)
+    assert second.ts != first.ts
+    same_plan = (second.metadata or {})["event_payload"]["plan_hash"]
+    assert same_plan == (first.metadata or {})["event_payload"]["plan_hash"]
+    await world.vote(second, APPROVERS[0])
+    await world.vote(second, APPROVERS[2])
+    await world.wait_state("cancel_subscriptions.awaiting_approval")
+
+
+async def test_distinct_approvers_up_to_quorum(make_world: MakeWorld) -> None:
+    """The same approver reacting twice (and a redelivered event) still counts once."""
+    world = await make_world(quorum=2)
+    await world.command(world.tenant.name)
+    request = await world.wait_request("delete_users")
+    result = await world.slack.react(
+        user_id=APPROVERS[0], channel=request.channel, ts=request.ts, name="white_check_mark"
+    )
+    assert result.envelope is not None
+    again = await world.slack.deliver(result.envelope, retry_num=1, retry_reason="http_timeout")
+    assert again.status == 200
+    await world.slack.wait_for(lambda _: "Approvals: 1/2" in world.status_text())
+    assert world.service is not None
+    req = requests_db.request_at(world.service.db, request.channel, request.ts)
+    assert req is not None
+    assert len(requests_db.votes_for(world.service.db, req["id"])) == 1
+    assert world.state() == "delete_users.awaiting_approval"
+
+
+async def test_withdrawn_approval_no_longer_counts(world: World) -> None:
+    """Removing a reaction before the step starts withdraws the vote."""
+    w = world
+    await w.command(w.tenant.name)
+    request = await w.wait_request("delete_users")
+    await w.vote(request, APPROVERS[0])
+    await w.slack.wait_for(lambda _: "Approvals: 1/2" in w.status_text())
+    await w.slack.react(
+        user_id=APPROVERS[0],
+        channel=request.channel,
+        ts=request.ts,
+        name="white_check_mark",
+        remove=True,
+    )
+    await w.slack.wait_for(lambda _: "Approvals: 0/2" in w.status_text())
+    await w.vote(request, APPROVERS[1])
+    await w.slack.wait_for(lambda _: "Approvals: 1/2" in w.status_text())
+    assert w.state() == "delete_users.awaiting_approval"

@@ -1,0 +1,41 @@
+"""Preconditions Microsoft requires stop step 1 in `blocked`, with the fix, until `retry`."""
+
+from __future__ import annotations
+
+from bot.demo import APPROVERS
+from tests.conftest import MakeWorld
+
+
+async def test_directory_sync_on_blocks_until_fixed_and_retried(make_world: MakeWorld) -> None:
+    """Sync on: blocked with the fix in the thread; after turning it off, retry plans again."""
+    world = await make_world(tenant={"sync_enabled": True})
+    await world.command(world.tenant.name)
+    assert await world.wait_state("delete_users.blocked") == "delete_users.blocked"
+    blocked = await world.slack.wait_for(
+        lambda _: next((m for m in world.slack.messages if "is blocked" in m.text), None)
+    )
+    assert "Directory synchronization is on" in blocked.text and "retry" in blocked.text
+    assert world.requests() == []
+    world.tenant.set_sync(False)
+    await world.command(f"retry {world.tenant.name}")
+    request = await world.wait_request("delete_users")
+    await world.vote(request, APPROVERS[0])
+    await world.vote(request, APPROVERS[1])
+    await world.wait_state("cancel_subscriptions.awaiting_approval")
+
+
+async def test_retained_account_without_global_admin_blocks(make_world: MakeWorld) -> None:
+    """A retained account with no active Global Administrator role blocks step 1."""
+    world = await make_world(tenant={"retained_is_global_admin": False})
+    await world.command(world.tenant.name)
+    await world.wait_state("delete_users.blocked")
+    blocked = next(m for m in world.slack.messages if "is blocked" in m.text)
+    assert world.tenant.retained_upn.lower() in blocked.text
+    assert "Global Administrator" in blocked.text
+    assert not [r for r in world.microsoft.requests if r.method == "DELETE"]
+    # Retrying without a fix blocks again, and still nothing is deleted.
+    await world.command(f"retry {world.tenant.name}")
+    await world.slack.wait_for(
+        lambda _: sum("is blocked" in m.text for m in world.slack.messages) == 2
+    )
+    assert await world.wait_state("delete_users.blocked") == "delete_users.blocked"

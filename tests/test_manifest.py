@@ -1,0 +1,84 @@
+"""manifest.yml is valid for Slack and asks for exactly what the code uses."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+REFERENCE = ROOT.parent / "shared" / "reference" / "slack"
+# Events the code subscribes to, and the scope Slack requires for each.
+EVENT_SCOPES = {"reaction_added": "reactions:read", "reaction_removed": "reactions:read"}
+
+
+def manifest() -> dict:  # type: ignore[type-arg]
+    loaded = yaml.safe_load((ROOT / "manifest.yml").read_text())
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def web_api_calls() -> set[str]:
+    """Slack Web API methods the bot calls: `client.chat_postMessage(...)` -> chat.postMessage."""
+    calls: set[str] = set()
+    for path in (ROOT / "bot").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Attribute)
+                and node.value.attr == "client"
+                and "_" in node.attr
+            ):
+                family, _, name = node.attr.partition("_")
+                parts = name.split("_")
+                calls.add(family + "." + parts[0] + "".join(p.title() for p in parts[1:]))
+    return calls
+
+
+def bolt_listeners() -> tuple[set[str], set[str]]:
+    events, commands = set(), set()
+    for node in ast.walk(ast.parse((ROOT / "bot" / "app.py").read_text())):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            arg = node.args[0] if node.args else None
+            if isinstance(arg, ast.Constant) and node.func.attr == "event":
+                events.add(str(arg.value))
+            if isinstance(arg, ast.Constant) and node.func.attr == "command":
+                commands.add(str(arg.value))
+    return events, commands
+
+
+def test_manifest_matches_slacks_schema() -> None:
+    """The manifest validates against Slack's published JSON Schema."""
+    schema = json.loads((REFERENCE / "manifest.schema.1.0.0.json").read_text())
+    jsonschema.Draft7Validator(schema).validate(manifest())
+
+
+def test_every_called_method_exists() -> None:
+    """Each Web API method the code calls is a real Slack method."""
+    calls = web_api_calls()
+    assert {"chat.postMessage", "chat.update"} <= calls
+    for method in calls:
+        assert (REFERENCE / "methods" / f"{method}.json").exists(), method
+
+
+def test_scopes_are_exactly_those_used() -> None:
+    """Bot scopes = the methods' bot scopes + the events' scopes + `commands`."""
+    needed = {"commands"}
+    for method in web_api_calls():
+        doc = json.loads((REFERENCE / "methods" / f"{method}.json").read_text())
+        bot_scopes = [s["name"] for s in doc.get("scopes", {}).get("bot", [])]
+        needed.update(bot_scopes[:1])
+    events, _ = bolt_listeners()
+    needed.update(EVENT_SCOPES[e] for e in events)
+    assert set(manifest()["oauth_config"]["scopes"]["bot"]) == needed
+
+
+def test_events_and_command_are_declared() -> None:
+    """The manifest subscribes to exactly the events the app listens to, and its command."""
+    events, commands = bolt_listeners()
+    declared = manifest()
+    assert set(declared["settings"]["event_subscriptions"]["bot_events"]) == events
+    assert {c["command"] for c in declared["features"]["slash_commands"]} == commands
