@@ -317,6 +317,21 @@ async def test_batch_limits_and_validation(
     assert status == 400 and "Content-Type" in body["error"]["message"]
 
 
+async def test_batch_dependencies_fail_with_424(
+    sim: MicrosoftSimulator, http: aiohttp.ClientSession
+) -> None:
+    """A sub-request that depends on a failed one answers 424; unknown dependencies are 400."""
+    tenant = sim.add_tenant(name="contoso", users=3)
+    graph = await graph_for(sim, http, tenant)
+    missing = {"id": "a", "method": "DELETE", "url": "/users/00000000-0000-0000-0000-00000000beef"}
+    domains = {"id": "b", "method": "GET", "url": "/domains", "dependsOn": ["a"]}
+    status, body = await graph.batch([missing, domains])
+    assert status == 200
+    assert [r["status"] for r in body["responses"]] == [404, 424]
+    status, body = await graph.batch([{**domains, "dependsOn": ["z"]}])
+    assert status == 400
+
+
 async def test_batch_sub_requests_are_throttled_on_their_own(
     sim: MicrosoftSimulator, http: aiohttp.ClientSession
 ) -> None:
@@ -515,7 +530,7 @@ async def test_subscriptions_cancel_delete_and_deprovision(
     async with http.post(f"{admin}/subscriptions/{sub}/delete") as resp:
         assert resp.status == 200 and (await resp.json())["status"] == "Deleted"
     tenant.advance(71 * 3600)
-    assert sub in tenant.subscriptions
+    assert tenant.find_subscription(sub) is not None
     async with http.post(f"{admin}/advance", json={"seconds": 3600}) as resp:
         assert resp.status == 200
     _, _, body = await graph.call("GET", "/directory/subscriptions")
@@ -535,9 +550,9 @@ async def test_directory_deletion_checks_preconditions_then_the_tenant_is_gone(
     others = [u for u in tenant.users if u != retained_id(tenant)]
     _, body = await graph.batch(deletes(others))
     assert {r["status"] for r in body["responses"]} == {204}
-    for sub in list(tenant.subscriptions):
-        tenant.cancel_subscription(sub)
-        tenant.delete_subscription(sub)
+    for sub in tenant.subscriptions:
+        tenant.cancel_subscription(sub["id"])
+        tenant.delete_subscription(sub["id"])
     assert any("deleted users" in reason for reason in tenant.deletion_blockers())
     _, _, body = await graph.call("GET", "/directory/deletedItems/microsoft.graph.user?$select=id")
     purge = [
@@ -611,3 +626,15 @@ async def test_security_defaults_and_control_surface_summary(
     assert summary["users"] == 12 and summary["guests"] == 2
     assert summary["security_defaults_enabled"] is False
     assert summary["subscription_counts"]["Enabled"] == 3
+
+
+def test_time_scale_compresses_budgets_and_tenant_clocks(clock: FakeClock) -> None:
+    """time_scale shortens the throttling windows and runs tenant clocks that much faster."""
+    sim = MicrosoftSimulator(time_scale=1000, clock=clock)
+    tenant = sim.add_tenant(name="contoso", users=100)
+    assert sim.throttler.budgets(tenant) == ((5000, 0.01), (3000, 0.15))
+    before = tenant.now()
+    clock.now += 3.6
+    assert (tenant.now() - before).total_seconds() == pytest.approx(3600)
+    tenant.write_budget = (10, 1.0)
+    assert sim.throttler.budgets(tenant)[1] == (10, 1.0)

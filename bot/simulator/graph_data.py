@@ -107,7 +107,7 @@ class SimTenant:
         self.deleted_users: dict[str, dict[str, Any]] = {}
         self.roles: dict[str, set[str]] = {}  # principal id -> role definition ids
         self.per_user_mfa: dict[str, str] = {}
-        self.subscriptions: dict[str, dict[str, Any]] = {}
+        self.subscriptions: list[dict[str, Any]] = []  # companySubscription, in Graph order
         self._deprovision_at: dict[str, dt.datetime] = {}
         self.ca_policies: dict[str, dict[str, Any]] = {}
         self.applications: dict[str, dict[str, Any]] = {}
@@ -141,11 +141,11 @@ class SimTenant:
     def tick(self) -> None:
         """Apply what time does on its own: deprovision deleted subscriptions, purge old users."""
         now = self.now()
-        for sub_id, sub in list(self.subscriptions.items()):
-            gone = self._deprovision_at.get(sub_id)
+        for sub in list(self.subscriptions):
+            gone = self._deprovision_at.get(sub["id"])
             if sub["status"] == "Deleted" and gone is not None and now >= gone:
-                del self.subscriptions[sub_id]
-                del self._deprovision_at[sub_id]
+                self.subscriptions.remove(sub)
+                del self._deprovision_at[sub["id"]]
         # deleted_users is in deletion order, so the expired ones are a prefix.
         expired = []
         for user_id, user in self.deleted_users.items():
@@ -182,6 +182,9 @@ class SimTenant:
                 return user
         return None
 
+    def find_subscription(self, sub_id: str) -> dict[str, Any] | None:
+        return next((s for s in self.subscriptions if s["id"] == sub_id), None)
+
     @property
     def bot_application(self) -> dict[str, Any] | None:
         return next((a for a in self.applications.values() if a["appId"] == self.client_id), None)
@@ -196,7 +199,7 @@ class SimTenant:
         """subscribedSkus, derived from the subscriptions Microsoft still provisions."""
         order = {status: i for i, status in enumerate(SUBSCRIPTION_STATUSES)}
         by_sku: dict[str, list[dict[str, Any]]] = {}
-        for sub in self.subscriptions.values():
+        for sub in self.subscriptions:
             by_sku.setdefault(sub["skuId"], []).append(sub)
         result = []
         for sku_id, subs in by_sku.items():
@@ -287,10 +290,10 @@ class SimTenant:
 
     def _subscription(self, sub_id: str) -> dict[str, Any]:
         self.tick()
-        try:
-            return self.subscriptions[sub_id]
-        except KeyError:
-            raise SimError(f"No subscription {sub_id} in tenant {self.name}.") from None
+        sub = self.find_subscription(sub_id)
+        if sub is None:
+            raise SimError(f"No subscription {sub_id} in tenant {self.name}.")
+        return sub
 
     def cancel_subscription(self, sub_id: str) -> None:
         """Billing > Your products > Cancel: an active subscription becomes disabled."""
@@ -336,7 +339,7 @@ class SimTenant:
             reasons.append(
                 f"{len(self.deleted_users)} deleted users must be permanently deleted first."
             )
-        live = [s for s in self.subscriptions.values() if s["status"] != "Deleted"]
+        live = [s for s in self.subscriptions if s["status"] != "Deleted"]
         if live:
             names = ", ".join(f"{s['skuPartNumber']} ({s['status']})" for s in live)
             reasons.append(f"{len(live)} subscriptions are not deleted: {names}.")
@@ -366,7 +369,7 @@ class SimTenant:
         """Counts a scripted admin or a test checks."""
         self.tick()
         statuses = {s: 0 for s in SUBSCRIPTION_STATUSES}
-        for sub in self.subscriptions.values():
+        for sub in self.subscriptions:
             statuses[sub["status"]] += 1
         microsoft_sps = sum(
             sp["appOwnerOrganizationId"] == MICROSOFT_TENANT_ID
@@ -383,7 +386,7 @@ class SimTenant:
             "deleted_users": len(self.deleted_users),
             "subscriptions": [
                 {k: sub[k] for k in ("id", "skuPartNumber", "status", "ownerTenantId", "isTrial")}
-                for sub in self.subscriptions.values()
+                for sub in self.subscriptions
             ],
             "subscription_counts": statuses,
             "applications": len(self.applications),

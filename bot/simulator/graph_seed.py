@@ -176,10 +176,10 @@ def seed_subscriptions(t: SimTenant, given: list[dict[str, Any]] | None) -> None
             raise ValueError(f"unknown subscription status {sub['status']!r}")
         if sub["status"] == "Deleted":
             t.schedule_deprovision(sub["id"])
-        t.subscriptions[sub["id"]] = sub
+        t.subscriptions.append(sub)
     # The first subscription's licenses go to members, as an admin would assign them.
     if t.subscriptions:
-        first_sub = next(iter(t.subscriptions.values()))
+        first_sub = t.subscriptions[0]
         members = [u for u in t.users.values() if u["userType"] == "Member"]
         for user in members[: first_sub["totalLicenses"]]:
             user["assignedLicenses"] = [{"disabledPlans": [], "skuId": first_sub["skuId"]}]

@@ -119,7 +119,7 @@ def _collection_or_entity(
 
 def subscriptions(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
     require(caller, _LICENSE_READ)
-    items = list(tenant.subscriptions.values())
+    items = list(tenant.subscriptions)
     return _collection_or_entity(
         req,
         items,

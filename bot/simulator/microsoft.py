@@ -314,7 +314,8 @@ class MicrosoftSimulator:
         sub_id, action = request.match_info["sub"], request.match_info["action"]
         if action not in ("cancel", "delete"):
             return self._json(request, 404, {"error": "unknown action"}, tenant.tenant_id)
-        if sub_id not in tenant.subscriptions:
+        sub = tenant.find_subscription(sub_id)
+        if sub is None:
             return self._json(request, 404, {"error": "unknown subscription"}, tenant.tenant_id)
         try:
             if action == "cancel":
@@ -324,7 +325,7 @@ class MicrosoftSimulator:
         except SimError as err:
             body = {"error": err.message, "reasons": err.reasons}
             return self._json(request, 409, body, tenant.tenant_id)
-        return self._json(request, 200, tenant.subscriptions[sub_id], tenant.tenant_id)
+        return self._json(request, 200, sub, tenant.tenant_id)
 
     # -- Graph ---------------------------------------------------------------------------------
 

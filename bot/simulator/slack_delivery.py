@@ -36,7 +36,7 @@ def slack_signature(signing_secret: str, timestamp: str, body: bytes) -> str:
 class SlashResult:
     """What became of one slash command: the bot's immediate answer, then its later responses."""
 
-    status: int  # HTTP status of the bot's answer; 0 if it did not answer within ack_timeout
+    status: int  # HTTP status of the answer (200 for a socket ack); 0 if none in ack_timeout
     body: str
     ack: JSON | None  # the answer's JSON object, or {"text": body} for plain text; None if empty
     response_url: str
@@ -50,7 +50,7 @@ class SlashResult:
 class EventResult:
     """The bot's answer to one delivery to its Request URL."""
 
-    status: int  # 0 if the bot did not answer within ack_timeout
+    status: int  # HTTP status (200 for a socket ack); 0 if no answer within ack_timeout
     body: str
     event_id: str | None
     envelope: JSON | None  # what was sent, parsed; pass it to deliver() to redeliver
