@@ -327,9 +327,7 @@ async def run_demo(
     on_world: Callable[[World], None] | None = None,
 ) -> int:
     started = time.monotonic()
-    world = await World.create(
-        users=users, seed=seed, db_path=Path(db_path) if db_path else None
-    )
+    world = await World.create(users=users, seed=seed, db_path=Path(db_path) if db_path else None)
     if on_world is not None:
         on_world(world)
     try:

@@ -73,9 +73,7 @@ class MsalTokens:
                 raise TokenError(f"authority {self.tenant.authority_host}: {exc}") from exc
         app = self._app
         if force_refresh:
-            cache = app.token_cache
-            for entry in cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN):
-                cache.remove_at(entry)
+            app.remove_tokens_for_client()
         result = app.acquire_token_for_client(self.scopes)
         if "access_token" not in result:
             error = result.get("error", "unknown_error")
