@@ -1,0 +1,160 @@
+"""Firing the machine's triggers for a closure: load -> trigger -> save under the tenant's lock."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from bot.microsoft import steps as ms
+from bot.microsoft.tokens import jwt_claims
+from bot.thread import ClosureOutput
+from statemachine import approvals as rules
+from statemachine.closure import (
+    Closure,
+    attach,
+    detach,
+    fire,
+    is_final,
+    split_state,
+)
+from storage import approvals as requests_db
+from storage import audit
+from storage import closures as closures_db
+from storage.closures import Row
+
+log = logging.getLogger("close_account_bot.runner")
+
+
+class ClosureMachine(ClosureOutput):
+    def spawn(self, closure_id: str) -> None:
+        task = self._tasks.get(closure_id)
+        if task is None or task.done():
+            self._wakers.setdefault(closure_id, asyncio.Event())
+            self._tasks[closure_id] = asyncio.create_task(
+                self._drive(closure_id), name=f"closure-{closure_id}"
+            )
+
+    def wake(self, closure_id: str) -> None:
+        self._wakers.setdefault(closure_id, asyncio.Event()).set()
+
+    def lock(self, tenant: str) -> asyncio.Lock:
+        return self._locks.setdefault(tenant, asyncio.Lock())
+
+    async def transition(
+        self,
+        closure_id: str,
+        expected: str | tuple[str, ...] | None,
+        trigger: str,
+        *,
+        actor: str = "bot",
+        tally: rules.Tally | None = None,
+        reason: str | None = None,
+        event_id: str | None = None,
+        plan_hash: str | None = None,
+        detail: dict[str, Any] | None = None,
+        also: Callable[[], None] | None = None,
+    ) -> Row | None:
+        """Load, fire, save (and run `also` in the same transaction); None if it didn't apply."""
+        row = closures_db.get_closure(self.db, closure_id)
+        if row is None:
+            return None
+        async with self.lock(row["tenant"]):
+            row = closures_db.get_closure(self.db, closure_id)
+            if row is None or is_final(row["state"]):
+                return None
+            if expected is not None and row["state"] not in (
+                (expected,) if isinstance(expected, str) else expected
+            ):
+                return None
+            model = attach(
+                Closure(
+                    id=row["id"],
+                    tenant=row["tenant"],
+                    tenant_id=row["tenant_id"],
+                    requester=row["requester"],
+                    state=row["state"],
+                    failed_phase=row["failed_phase"],
+                    tally=tally,
+                )
+            )
+            try:
+                if not getattr(model, f"may_{trigger}")() or not fire(model, trigger):
+                    return None
+            finally:
+                detach(model)
+            now = self.clock()
+            with self.db.atomic():
+                closures_db.save_closure(
+                    self.db,
+                    closure_id,
+                    at=now,
+                    state=model.state,
+                    failed_phase=model.failed_phase,
+                    clear_failure=model.failed_phase is None,
+                    reason=reason,
+                )
+                audit.append(
+                    self.db,
+                    tenant=row["tenant"],
+                    closure_id=closure_id,
+                    at=now,
+                    actor=actor,
+                    action=trigger,
+                    step=split_state(row["state"])[0],
+                    plan_hash=plan_hash,
+                    event_id=event_id,
+                    detail={"from": row["state"], "to": model.state, **(detail or {})},
+                )
+                if also is not None:
+                    also()
+            new = closures_db.get_closure(self.db, closure_id)
+        self.wake(closure_id)
+        return new
+
+    async def _fail(self, row: Row, reason: str) -> None:
+        step, _ = split_state(row["state"])
+        if await self.transition(
+            row["id"], row["state"], "fail", reason=reason, detail={"error": reason}
+        ):
+            await self.say(
+                row["id"],
+                f":warning: Step {self._no(step)} failed: {reason}\nAn admin can run"
+                f" `/close-account retry {row['tenant']}` to resume it, or `abort`.",
+                step=step,
+            )
+            await self.refresh_status(row["id"])
+
+    async def _organization(self, row: Row) -> dict[str, Any]:
+        """The live organization, refusing to go on if it is not the configured tenant."""
+        tenant = self.tenant_of(row)
+        org = await ms.organization(tenant)
+        claims = jwt_claims(await tenant.graph.tokens.token())
+        tid = claims.get("tid")
+        if org["id"] != row["tenant_id"] or (tid is not None and tid != row["tenant_id"]):
+            raise ms.StepError(
+                f"wrong tenant: the token reaches {tid or org['id']}, the config says"
+                f" {row['tenant_id']}; nothing was changed"
+            )
+        if org.get("display_name") and row["extra"].get("display_name") != org["display_name"]:
+            extra = {**row["extra"], "display_name": org["display_name"]}
+            closures_db.save_closure(self.db, row["id"], at=self.clock(), extra=extra)
+        return org
+
+    def _tally(self, row: Row, req: Row) -> rules.Tally:
+        settings = self.settings_of(row)
+        votes = [
+            rules.Vote(v["approver"], v["kind"], req["plan_hash"])
+            for v in requests_db.votes_for(self.db, req["id"])
+        ]
+        return rules.tally(
+            votes,
+            approvers=settings.approvers,
+            requester=row["requester"],
+            quorum=req["quorum"],
+            plan_hash=req["plan_hash"],
+        )
+
+    async def _drive(self, closure_id: str) -> None:  # pragma: no cover - Runner defines it
+        raise NotImplementedError

@@ -1,0 +1,177 @@
+"""What people do: start, abort and retry closures, and vote with reactions."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from bot.phases import Phases
+from statemachine import approvals as rules
+from statemachine.closure import (
+    STEPS,
+    split_state,
+    state_name,
+)
+from storage import approvals as requests_db
+from storage import audit
+from storage import closures as closures_db
+from storage import slack as slack_db
+from storage.closures import Row
+
+
+@dataclass
+class Reply:
+    ok: bool
+    text: str
+
+
+class People(Phases):
+    def is_admin(self, user: str) -> bool:
+        return user in self.settings.slack.admins
+
+    async def start_closure(self, tenant_name: str, user: str) -> Reply:
+        if not self.is_admin(user):
+            return Reply(False, "Only the configured admins may start a closure.")
+        tenant = self.settings.tenant(tenant_name)
+        if tenant is None:
+            names = ", ".join(t.name for t in self.settings.tenants)
+            return Reply(False, f"Unknown tenant `{tenant_name}`. Configured tenants: {names}.")
+        for step in STEPS:
+            if not rules.quorum_reachable(tenant.approvers, user, tenant.quorum_for(step)):
+                return Reply(
+                    False,
+                    f"Refused: step {self._no(step)} needs {tenant.quorum_for(step)} approvals but"
+                    f" only {len(rules.eligible_approvers(tenant.approvers, user))} approvers"
+                    " other than you are configured (the requester never counts).",
+                )
+        closure_id = uuid.uuid4().hex[:12]
+        now = self.clock()
+        try:
+            with self.db.atomic():
+                closures_db.create_closure(
+                    self.db,
+                    closure_id=closure_id,
+                    tenant=tenant.name,
+                    tenant_id=tenant.tenant_id,
+                    requester=user,
+                    state=state_name(STEPS[0], "planning"),
+                    channel=self.settings.slack.progress_channel,
+                    at=now,
+                )
+                audit.append(
+                    self.db,
+                    tenant=tenant.name,
+                    closure_id=closure_id,
+                    at=now,
+                    actor=user,
+                    action="start",
+                    detail={},
+                )
+        except closures_db.OpenClosureExists:
+            open_row = closures_db.open_closure_for(self.db, tenant.name)
+            state = open_row["state"] if open_row else "unknown"
+            return Reply(False, f"A closure of {tenant.name} is already open ({state}).")
+        await self.refresh_status(closure_id)
+        self.spawn(closure_id)
+        return Reply(
+            True,
+            f"Closure of {tenant.name} started; follow it in"
+            f" <#{self.settings.slack.progress_channel}>.",
+        )
+
+    async def abort(self, tenant_name: str, user: str, reason: str) -> Reply:
+        if not self.is_admin(user):
+            return Reply(False, "Only the configured admins may abort a closure.")
+        row = self._open(tenant_name)
+        if row is None:
+            return Reply(False, f"No open closure for `{tenant_name}`.")
+        why = reason or "no reason given"
+        if await self.transition(
+            row["id"], None, "abort", actor=user, reason=f"aborted: {why}", detail={"reason": why}
+        ):
+            await self.say(row["id"], f":octagonal_sign: Aborted by <@{user}>: {why}")
+            await self.refresh_status(row["id"])
+            return Reply(True, f"Closure of {row['tenant']} aborted.")
+        return Reply(False, f"The closure of {row['tenant']} could not be aborted now.")
+
+    async def retry(self, tenant_name: str, user: str) -> Reply:
+        if not self.is_admin(user):
+            return Reply(False, "Only the configured admins may retry a closure.")
+        row = self._open(tenant_name)
+        if row is None:
+            return Reply(False, f"No open closure for `{tenant_name}`.")
+        step, phase = split_state(row["state"])
+        if phase not in ("blocked", "rejected", "failed"):
+            return Reply(False, f"Nothing to retry: the closure is {row['state']}.")
+        if await self.transition(row["id"], row["state"], "retry", actor=user):
+            what = "resuming" if phase == "failed" else "planning again"
+            await self.say(
+                row["id"], f":repeat: <@{user}> retried step {self._no(step)}; {what}.", step=step
+            )
+            await self.refresh_status(row["id"])
+            self.spawn(row["id"])
+            return Reply(True, f"Retrying {row['tenant']}: {what}.")
+        return Reply(False, "Retry did not apply; try `status`.")
+
+    def _open(self, tenant_name: str) -> Row | None:
+        tenant = self.settings.tenant(tenant_name)
+        return closures_db.open_closure_for(self.db, tenant.name) if tenant else None
+
+    async def reaction(
+        self, *, user: str, reaction: str, channel: str, ts: str, added: bool, event_id: str
+    ) -> None:
+        """A reaction on a message: a vote, veto or withdrawal when it is on an open request."""
+        kind = rules.reaction_kind(reaction)
+        req = requests_db.request_at(self.db, channel, ts)
+        if kind is None or req is None:
+            return
+        row = closures_db.get_closure(self.db, req["closure_id"])
+        if row is None:
+            return
+        settings = self.settings_of(row)
+        now = self.clock()
+        action = ("veto" if kind == "veto" else "vote") if added else "withdrawal"
+        refused = rules.refusal(user, approvers=settings.approvers, requester=row["requester"])
+        counted = False
+        async with self.lock(row["tenant"]):
+            current = requests_db.get_request(self.db, req["id"])
+            assert current is not None
+            if current["status"] != "open":
+                refused = refused or f"the request is {current['status']}; the step has moved on"
+            with self.db.atomic():
+                if not slack_db.claim_event(self.db, event_id, now):
+                    return  # a redelivery of an event already processed
+                if refused is None:
+                    if added:
+                        requests_db.cast_vote(
+                            self.db,
+                            request_id=req["id"],
+                            approver=user,
+                            kind=kind,
+                            event_id=event_id,
+                            at=now,
+                        )
+                    else:
+                        requests_db.withdraw_vote(
+                            self.db, request_id=req["id"], approver=user, kind=kind
+                        )
+                    counted = True
+                audit.append(
+                    self.db,
+                    tenant=row["tenant"],
+                    closure_id=row["id"],
+                    at=now,
+                    actor=user,
+                    action=action if counted else f"{action}_ignored",
+                    step=req["step"],
+                    plan_hash=req["plan_hash"],
+                    event_id=event_id,
+                    detail={"reaction": reaction, **({"why": refused} if refused else {})},
+                )
+        if counted:
+            self.wake(row["id"])
+            await self.refresh_status(row["id"])
+        elif added and current["status"] == "open":
+            await self.say(
+                row["id"], f"<@{user}>'s reaction does not count: {refused}.", step=req["step"]
+            )

@@ -1,0 +1,413 @@
+"""What each phase does: plan, ask for approval, execute, wait on people, verify."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from bot import blocks
+from bot.machine import ClosureMachine
+from bot.microsoft import steps as ms
+from statemachine import approvals as rules
+from statemachine.closure import (
+    STEP_TITLES,
+    split_state,
+)
+from statemachine.plan import Plan, diff
+from storage import approvals as requests_db
+from storage import audit
+from storage import closures as closures_db
+from storage.closures import Row
+
+PlanFn = Callable[[ms.Tenant, dict[str, Any]], Awaitable[Plan]]
+ExecFn = Callable[[ms.Tenant, Plan, ms.Progress, int], Awaitable[None]]
+
+PLANNERS: dict[str, PlanFn] = {
+    "delete_users": ms.plan_delete_users,
+    "cancel_subscriptions": ms.plan_cancel_subscriptions,
+    "delete_disabled_subscriptions": ms.plan_delete_disabled_subscriptions,
+    "disable_mfa": ms.plan_disable_mfa,
+    "delete_directory": ms.plan_delete_directory,
+}
+EXECUTORS: dict[str, ExecFn] = {
+    "delete_users": ms.execute_delete_users,
+    "disable_mfa": ms.execute_disable_mfa,
+    "delete_directory": ms.execute_delete_directory,
+}
+# Steps whose last part is done by a person in an admin center and re-checked by polling.
+HANDED_OFF = frozenset(
+    {"cancel_subscriptions", "delete_disabled_subscriptions", "delete_directory"}
+)
+PROGRESS_EVERY = 2.0  # seconds between status-message edits for progress (Slack tier 3)
+
+
+class Interrupted(Exception):
+    """The closure left the phase being worked on (an abort, say) while I/O was under way."""
+
+
+class Phases(ClosureMachine):
+    async def _phase(self, row: Row) -> float | None:
+        step, phase = split_state(row["state"])
+        assert step is not None
+        handler = {
+            "planning": self._planning,
+            "awaiting_approval": self._awaiting,
+            "executing": self._executing,
+            "waiting_external": self._waiting,
+            "verifying": self._verifying,
+        }.get(phase)
+        if handler is None:
+            return math.inf  # blocked, rejected, failed: wait for a person
+        return await handler(row, step)
+
+    async def _planning(self, row: Row, step: str) -> float | None:
+        tenant = self.tenant_of(row)
+        org = await self._organization(row)
+        plan = await PLANNERS[step](tenant, org)
+        now = self.clock()
+        settings = self.settings_of(row)
+        plan_id = closures_db.save_plan(
+            self.db,
+            closure_id=row["id"],
+            step=step,
+            plan_hash=plan.hash,
+            content=plan.as_dict(),
+            at=now,
+        )
+        audit.append(
+            self.db,
+            tenant=row["tenant"],
+            closure_id=row["id"],
+            at=now,
+            actor="bot",
+            action="plan",
+            step=step,
+            plan_hash=plan.hash,
+            detail={"counts": plan.counts(), "blockers": list(plan.blockers), "plan_id": plan_id},
+        )
+        no = self._no(step)
+        if plan.blockers:
+            reason = " ".join(plan.blockers)
+            if await self.transition(
+                row["id"], row["state"], "block", reason=reason, plan_hash=plan.hash
+            ):
+                await self.say(
+                    row["id"],
+                    f":no_entry: Step {no} ({STEP_TITLES[step]}) is blocked:\n"
+                    + "\n".join(f"• {b}" for b in plan.blockers)
+                    + f"\nAfter the fix, an admin runs `/close-account retry {row['tenant']}`.",
+                    step=step,
+                )
+                await self.refresh_status(row["id"])
+            return None
+        if not plan.items:
+            if await self.transition(row["id"], row["state"], "nothing_to_do", plan_hash=plan.hash):
+                await self.say(
+                    row["id"],
+                    f"Step {no} ({STEP_TITLES[step]}): nothing to do; verifying.",
+                    step=step,
+                )
+                await self.refresh_status(row["id"])
+            return None
+        quorum = settings.quorum_for(step)
+        expires_at = now + self.settings.timing.approval_ttl
+        created: list[int] = []
+
+        def open_request() -> None:
+            created.append(
+                requests_db.create_request(
+                    self.db,
+                    closure_id=row["id"],
+                    step=step,
+                    plan_id=plan_id,
+                    plan_hash=plan.hash,
+                    quorum=quorum,
+                    expires_at=expires_at,
+                    at=now,
+                )
+            )
+
+        changes = row["extra"].get("changes") or []
+        if await self.transition(
+            row["id"], row["state"], "plan_ready", plan_hash=plan.hash, also=open_request
+        ):
+            await self._post_request(row["id"], created[0], plan, changes)
+            if changes:
+                extra = {k: v for k, v in row["extra"].items() if k != "changes"}
+                fresh = closures_db.get_closure(self.db, row["id"])
+                if fresh is not None:
+                    extra["display_name"] = fresh["extra"].get("display_name")
+                closures_db.save_closure(self.db, row["id"], at=self.clock(), extra=extra)
+            await self.refresh_status(row["id"])
+        return None
+
+    async def _awaiting(self, row: Row, step: str) -> float | None:
+        req = requests_db.open_request(self.db, row["id"], step)
+        if req is None:  # a crash between the state change and the request: plan again
+            await self.transition(row["id"], row["state"], "replan", detail={"why": "no request"})
+            return None
+        plan_row = closures_db.get_plan(self.db, req["plan_id"])
+        assert plan_row is not None
+        plan = Plan.from_dict(plan_row["content"])
+        if req["ts"] is None:
+            await self._post_request(row["id"], req["id"], plan, [])
+        tally = self._tally(row, req)
+        now = self.clock()
+        if tally.vetoed:
+
+            def reject() -> None:
+                requests_db.set_request_status(self.db, req["id"], "rejected")
+
+            reason = f"vetoed by {blocks.mentions(tally.vetoes)}"
+            if await self.transition(
+                row["id"],
+                row["state"],
+                "veto",
+                tally=tally,
+                reason=reason,
+                plan_hash=req["plan_hash"],
+                also=reject,
+            ):
+                await self.say(
+                    row["id"],
+                    f":x: Step {self._no(step)} was {reason}. Nothing was changed. An admin can"
+                    f" `/close-account retry {row['tenant']}` (re-reads the plan and asks again)"
+                    " or `abort` it.",
+                    step=step,
+                )
+                await self.refresh_status(row["id"])
+            return None
+        if tally.met:
+            # Rule 3: re-read the inventory right before acting.
+            org = await self._organization(row)
+            fresh = await PLANNERS[step](self.tenant_of(row), org)
+            if fresh.hash != req["plan_hash"] or fresh.blockers:
+                change = diff(plan, fresh)
+                lines = [f"• added: `{i.name or i.id}`" for i in change.added[:10]]
+                lines += [f"• removed: `{i.name or i.id}`" for i in change.removed[:10]]
+                lines += [f"• changed: `{i.name or i.id}`" for i in change.changed[:10]]
+                lines += [f"• blocker: {b}" for b in fresh.blockers]
+
+                def void() -> None:
+                    requests_db.set_request_status(self.db, req["id"], "void")
+                    closures_db.save_closure(
+                        self.db, row["id"], at=now, extra={**row["extra"], "changes": lines}
+                    )
+
+                if await self.transition(
+                    row["id"],
+                    row["state"],
+                    "replan",
+                    plan_hash=req["plan_hash"],
+                    also=void,
+                    detail={"why": "plan changed", "changes": lines},
+                ):
+                    await self.say(
+                        row["id"],
+                        f":arrows_counterclockwise: The inventory for step {self._no(step)} changed"
+                        " since it was approved; the approvals are void and a new request follows."
+                        "\n" + "\n".join(lines),
+                        step=step,
+                    )
+                return None
+
+            def approve() -> None:
+                requests_db.set_request_status(self.db, req["id"], "approved")
+                closures_db.update_step(
+                    self.db,
+                    row["id"],
+                    step,
+                    plan_id=req["plan_id"],
+                    done=0,
+                    total=len(plan.items),
+                    started_at=now,
+                    checks=0,
+                    next_check_at=None,
+                )
+
+            if await self.transition(
+                row["id"],
+                row["state"],
+                "approve",
+                tally=tally,
+                plan_hash=req["plan_hash"],
+                also=approve,
+                detail={"approvers": list(tally.approvals)},
+            ):
+                await self.say(
+                    row["id"],
+                    f":white_check_mark: Step {self._no(step)} approved by"
+                    f" {blocks.mentions(tally.approvals)} (plan `{req['plan_hash'][:12]}`);"
+                    " starting.",
+                    step=step,
+                )
+                await self.refresh_status(row["id"])
+            return None
+        if rules.expired(req["expires_at"], now):
+
+            def expire() -> None:
+                requests_db.set_request_status(self.db, req["id"], "expired")
+
+            if await self.transition(
+                row["id"],
+                row["state"],
+                "replan",
+                plan_hash=req["plan_hash"],
+                also=expire,
+                detail={"why": "expired"},
+            ):
+                await self.say(
+                    row["id"],
+                    f":hourglass: The approval request for step {self._no(step)} expired"
+                    f" ({tally.missing} approval(s) missing); a fresh plan follows.",
+                    step=step,
+                )
+            return None
+        return float(req["expires_at"] - now)
+
+    async def _executing(self, row: Row, step: str) -> float | None:
+        info = closures_db.get_step(self.db, row["id"], step)
+        plan_row = closures_db.get_plan(self.db, info["plan_id"]) if info["plan_id"] else None
+        if plan_row is None:
+            raise ms.StepError("no approved plan recorded for this step")
+        plan = Plan.from_dict(plan_row["content"])
+        executor = EXECUTORS.get(step)
+        if executor is not None:
+            await self._organization(row)  # the right tenant, right before destroying
+            started = self.clock()
+            first = info["done"]
+
+            async def progress(done: int, total: int) -> None:
+                now = self.clock()
+                current = closures_db.get_closure(self.db, row["id"])
+                closures_db.update_step(self.db, row["id"], step, done=done, total=total)
+                if current is None or current["state"] != row["state"]:
+                    raise Interrupted()
+                if now - self._last_progress.get(row["id"], 0.0) >= PROGRESS_EVERY or done == total:
+                    self._last_progress[row["id"]] = now
+                    rate = (done - first) / (now - started) if now > started else None
+                    eta = (total - done) / rate if rate else None
+                    await self.refresh_status(row["id"], blocks.Progress(done, total, rate, eta))
+
+            await executor(self.tenant_of(row), plan, progress, info["done"])
+            audit.append(
+                self.db,
+                tenant=row["tenant"],
+                closure_id=row["id"],
+                at=self.clock(),
+                actor="bot",
+                action="graph_writes",
+                step=step,
+                plan_hash=plan.hash,
+                detail={"counts": plan.counts(), "elapsed_s": round(self.clock() - started, 3)},
+            )
+        if step in HANDED_OFF:
+            if await self.transition(row["id"], row["state"], "hand_off", plan_hash=plan.hash):
+                await self._post_checklist(row, step, plan)
+                await self.refresh_status(row["id"])
+            return None
+        if await self.transition(row["id"], row["state"], "executed", plan_hash=plan.hash):
+            await self.say(
+                row["id"],
+                f"Step {self._no(step)}: {len(plan.items):,} changes made through Graph;"
+                " verifying from Microsoft's side.",
+                step=step,
+            )
+            await self.refresh_status(row["id"])
+        return None
+
+    async def _waiting(self, row: Row, step: str) -> float | None:
+        info = closures_db.get_step(self.db, row["id"], step)
+        now = self.clock()
+        poll = self.settings.timing.poll_interval
+        if info["next_check_at"] and now < info["next_check_at"]:
+            return float(info["next_check_at"] - now)
+        if step == "delete_directory":
+            settings = self.settings_of(row)
+            gone = await ms.tenant_gone(self.session, settings, self.ssl_context)
+            checks = info["checks"] + 1 if gone else 0
+            closures_db.update_step(
+                self.db, row["id"], step, checks=checks, next_check_at=now + poll
+            )
+            remaining = (
+                []
+                if checks >= self.settings.timing.tenant_gone_checks
+                else [
+                    f"tenant-not-found answers: {checks}/{self.settings.timing.tenant_gone_checks}"
+                ]
+            )
+        else:
+            check = (
+                ms.check_cancel_subscriptions
+                if step == "cancel_subscriptions"
+                else ms.check_delete_disabled_subscriptions
+            )
+            remaining = await check(self.tenant_of(row))
+            closures_db.update_step(self.db, row["id"], step, next_check_at=now + poll)
+        if not remaining:
+            if await self.transition(row["id"], row["state"], "external_done"):
+                await self.say(
+                    row["id"],
+                    f"Microsoft shows step {self._no(step)} done; verifying.",
+                    step=step,
+                )
+                await self.refresh_status(row["id"])
+            return None
+        if remaining != info["detail"].get("remaining"):
+            closures_db.update_step(self.db, row["id"], step, detail={"remaining": remaining})
+            if step != "delete_directory" or (
+                info["checks"] == 0
+                and not remaining[0].endswith(f" 0/{self.settings.timing.tenant_gone_checks}")
+            ):
+                await self.say(
+                    row["id"],
+                    f"Step {self._no(step)} is waiting on:\n"
+                    + "\n".join(f"• {r}" for r in remaining),
+                    step=step,
+                )
+        return poll
+
+    async def _verifying(self, row: Row, step: str) -> float | None:
+        tenant = self.tenant_of(row)
+        problems: list[str]
+        if step == "delete_users":
+            problems = await ms.verify_delete_users(tenant)
+        elif step == "disable_mfa":
+            problems = await ms.verify_disable_mfa(tenant)
+        elif step == "cancel_subscriptions":
+            problems = await ms.check_cancel_subscriptions(tenant)
+        elif step == "delete_disabled_subscriptions":
+            problems = await ms.check_delete_disabled_subscriptions(tenant)
+        else:
+            info = closures_db.get_step(self.db, row["id"], step)
+            needed = self.settings.timing.tenant_gone_checks
+            problems = [] if info["checks"] >= needed else [f"{info['checks']}/{needed} checks"]
+        if problems:
+            if step in HANDED_OFF:
+                closures_db.update_step(self.db, row["id"], step, next_check_at=None)
+                await self.transition(
+                    row["id"], row["state"], "not_yet", detail={"problems": problems}
+                )
+                return None
+            raise ms.StepError("verification failed: " + "; ".join(problems))
+
+        def finish() -> None:
+            closures_db.update_step(self.db, row["id"], step, finished_at=self.clock())
+
+        new = await self.transition(row["id"], row["state"], "verified", also=finish)
+        if new:
+            await self.say(
+                row["id"],
+                f":white_check_mark: Step {self._no(step)} ({STEP_TITLES[step]}) verified from"
+                " Microsoft's side.",
+                step=step,
+            )
+            if new["state"] == "closed":
+                await self.say(
+                    row["id"],
+                    f":checkered_flag: Tenant {row['tenant']} ({row['tenant_id']}) is closed:"
+                    " Microsoft no longer knows it.",
+                )
+            await self.refresh_status(row["id"])
+        return None

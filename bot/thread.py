@@ -1,0 +1,236 @@
+"""A closure's Slack thread: the status message edited in place, replies, requests, checklists."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlite_utils import Database
+
+from bot import blocks
+from bot.config import Settings, TenantSettings
+from bot.microsoft import steps as ms
+from statemachine import approvals as rules
+from statemachine.closure import (
+    STEP_TITLES,
+    STEPS,
+    split_state,
+)
+from statemachine.plan import Plan
+from storage import approvals as requests_db
+from storage import closures as closures_db
+from storage import slack as slack_db
+from storage.closures import Row
+
+
+class ClosureOutput:
+    """What every part of the runner shares: its clients, and the closure's Slack output."""
+
+    settings: Settings
+    db: Database
+    client: AsyncWebClient
+    tenants: dict[str, ms.Tenant]
+    session: aiohttp.ClientSession
+    ssl_context: Any
+    clock: Callable[[], float]
+    _tasks: dict[str, asyncio.Task[None]]
+    _wakers: dict[str, asyncio.Event]
+    _locks: dict[str, asyncio.Lock]
+    _last_progress: dict[str, float]
+    _stopping: bool
+
+    def tenant_of(self, row: Row) -> ms.Tenant:
+        return self.tenants[row["tenant"]]
+
+    def settings_of(self, row: Row) -> TenantSettings:
+        return self.tenants[row["tenant"]].settings
+
+    def _no(self, step: str | None) -> int:
+        return STEPS.index(step) + 1 if step else 0
+
+    async def say(
+        self,
+        closure_id: str,
+        text: str,
+        *,
+        step: str | None = None,
+        kind: str = "reply",
+        blocks_: list[dict[str, Any]] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> str | None:
+        """Post in the closure's thread; returns the message ts."""
+        row = closures_db.get_closure(self.db, closure_id)
+        if row is None:
+            return None
+        if row["status_ts"] is None:
+            await self.refresh_status(closure_id)
+            row = closures_db.get_closure(self.db, closure_id)
+            assert row is not None
+        kwargs: dict[str, Any] = {
+            "channel": row["channel"],
+            "text": text[:39000],
+            "thread_ts": row["status_ts"],
+        }
+        if blocks_ is not None:
+            kwargs["blocks"] = blocks_
+        if metadata is not None:
+            kwargs["metadata"] = metadata
+        resp = await self.client.chat_postMessage(**kwargs)
+        ts = str(resp["ts"])
+        slack_db.record_message(
+            self.db,
+            closure_id=closure_id,
+            step=step,
+            kind=kind,
+            channel=str(resp["channel"]),
+            ts=ts,
+            thread_ts=row["status_ts"],
+            at=self.clock(),
+        )
+        return ts
+
+    def status_view(self, row: Row, progress: blocks.Progress | None = None) -> blocks.StatusView:
+        approved: dict[str, list[str]] = {}
+        for req in requests_db.requests_of(self.db, row["id"]):
+            if req["status"] == "approved":
+                approved[req["step"]] = [
+                    v["approver"]
+                    for v in requests_db.votes_for(self.db, req["id"])
+                    if v["kind"] == "approve"
+                ]
+        step, phase = split_state(row["state"])
+        note = row["reason"] if phase in ("blocked", "failed", "rejected", "aborted") else None
+        if step and phase == "awaiting_approval":
+            open_req = requests_db.open_request(self.db, row["id"], step)
+            if open_req is not None:
+                votes = [
+                    v["approver"]
+                    for v in requests_db.votes_for(self.db, open_req["id"])
+                    if v["kind"] == "approve"
+                ]
+                note = f"Approvals: {len(votes)}/{open_req['quorum']}" + (
+                    f" ({blocks.mentions(votes)})" if votes else ""
+                )
+        if step and phase == "executing" and progress is None:
+            info = closures_db.get_step(self.db, row["id"], step)
+            if info["total"]:
+                progress = blocks.Progress(info["done"], info["total"])
+        return blocks.StatusView(
+            closure_id=row["id"],
+            tenant=row["tenant"],
+            tenant_id=row["tenant_id"],
+            state=row["state"],
+            requester=row["requester"],
+            display_name=row["extra"].get("display_name"),
+            note=note,
+            approvals=approved,
+            progress=progress,
+        )
+
+    async def refresh_status(
+        self, closure_id: str, progress: blocks.Progress | None = None
+    ) -> None:
+        """Post the status message once, then edit it in place."""
+        row = closures_db.get_closure(self.db, closure_id)
+        if row is None:
+            return
+        view = self.status_view(row, progress)
+        metadata = {
+            "event_type": "close_account_status",
+            "event_payload": {
+                "closure_id": row["id"],
+                "tenant": row["tenant"],
+                "tenant_id": row["tenant_id"],
+                "state": row["state"],
+            },
+        }
+        text = blocks.status_text(view)
+        body = blocks.status_blocks(view)
+        if row["status_ts"] is None:
+            resp = await self.client.chat_postMessage(
+                channel=row["channel"], text=text, blocks=body, metadata=metadata
+            )
+            ts = str(resp["ts"])
+            closures_db.save_closure(self.db, closure_id, at=self.clock(), status_ts=ts)
+            slack_db.record_message(
+                self.db,
+                closure_id=closure_id,
+                step=None,
+                kind="status",
+                channel=str(resp["channel"]),
+                ts=ts,
+                thread_ts=None,
+                at=self.clock(),
+            )
+        else:
+            await self.client.chat_update(
+                channel=row["channel"],
+                ts=row["status_ts"],
+                text=text,
+                blocks=body,
+                metadata=metadata,
+            )
+
+    async def _post_request(
+        self, closure_id: str, request_id: int, plan: Plan, changes: list[str]
+    ) -> None:
+        row = closures_db.get_closure(self.db, closure_id)
+        req = requests_db.get_request(self.db, request_id)
+        if row is None or req is None:
+            return
+        settings = self.settings_of(row)
+        eligible = rules.eligible_approvers(settings.approvers, row["requester"])
+        body = blocks.approval_blocks(
+            plan,
+            approvers=eligible,
+            quorum=req["quorum"],
+            expires_at=req["expires_at"],
+            changes=changes,
+        )
+        metadata = {
+            "event_type": "close_account_approval",
+            "event_payload": {
+                "closure_id": closure_id,
+                "tenant": row["tenant"],
+                "step": plan.step,
+                "plan_hash": plan.hash,
+                "quorum": req["quorum"],
+                "expires_at": int(req["expires_at"]),
+            },
+        }
+        ts = await self.say(
+            closure_id,
+            blocks.approval_text(plan, self._no(plan.step)),
+            step=plan.step,
+            kind="approval",
+            blocks_=body,
+            metadata=metadata,
+        )
+        if ts is not None:
+            requests_db.set_request_message(self.db, request_id, row["channel"], ts)
+
+    async def _post_checklist(self, row: Row, step: str, plan: Plan) -> None:
+        settings = self.settings_of(row)
+        retained = settings.retain[0] if settings.retain else "the retained Global Administrator"
+        footer = (
+            f"Sign in as {retained}. The bot re-checks Microsoft every"
+            f" {blocks._duration(self.settings.timing.poll_interval)} and moves on by itself."
+        )
+        if step == "delete_directory":
+            footer = (
+                "The bot's own access is gone now. It checks Microsoft's authority every"
+                f" {blocks._duration(self.settings.timing.poll_interval)} and closes the closure"
+                f" after {self.settings.timing.tenant_gone_checks} consecutive"
+                " 'tenant not found' answers."
+            )
+        title = f"Step {self._no(step)}, {STEP_TITLES[step]}: checklist for a Global Administrator"
+        await self.say(
+            row["id"],
+            title + "\n" + "\n".join(plan.checklist),
+            step=step,
+            kind="checklist",
+            blocks_=blocks.checklist_blocks(title, plan.checklist, footer),
+        )
