@@ -306,7 +306,9 @@ def _tenant(table: _Table, base: Path, environ: Mapping[str, str]) -> TenantSett
                 "client_secret_env", f"environment variable {secret_env} is not set or is empty"
             )
     retain = table.id_list("retain", _EMAIL, "a user principal name or an object ID", _GUID)
-    approvers = table.id_list("approvers", _USER_ID, "a Slack user ID like U0123ABCD")
+    approvers = table.id_list(
+        "approvers", _USER_ID, "a Slack user ID like U0123ABCD or an email", _EMAIL
+    )
     quorum = table.integer("quorum")
     if not 1 <= quorum <= len(approvers):
         raise table.error("quorum", f"must be between 1 and {len(approvers)} (the approvers)")

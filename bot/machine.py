@@ -142,15 +142,17 @@ class ClosureMachine(ClosureOutput):
             closures_db.save_closure(self.db, row["id"], at=self.clock(), extra=extra)
         return org
 
-    def _tally(self, row: Row, req: Row) -> rules.Tally:
+    async def _tally(self, row: Row, req: Row) -> rules.Tally:
+        """Rule 2 over the stored votes; a vote by an account deactivated since no longer counts."""
         settings = self.settings_of(row)
         votes = [
             rules.Vote(v["approver"], v["kind"], req["plan_hash"])
             for v in requests_db.votes_for(self.db, req["id"])
+            if await self.directory.active(v["approver"])
         ]
         return rules.tally(
             votes,
-            approvers=settings.approvers,
+            approvers=self.directory.ids(settings.approvers),
             requester=row["requester"],
             quorum=req["quorum"],
             plan_hash=req["plan_hash"],

@@ -27,7 +27,7 @@ class Reply:
 
 class People(Phases):
     def is_admin(self, user: str) -> bool:
-        return user in self.settings.slack.admins
+        return user in self.directory.ids(self.settings.slack.admins)
 
     async def start_closure(self, tenant_name: str, user: str) -> Reply:
         if not self.is_admin(user):
@@ -36,13 +36,22 @@ class People(Phases):
         if tenant is None:
             names = ", ".join(t.name for t in self.settings.tenants)
             return Reply(False, f"Unknown tenant `{tenant_name}`. Configured tenants: {names}.")
+        active = await self.directory.active_ids(tenant.approvers)
+        eligible = rules.eligible_approvers(active, user)
         for step in STEPS:
-            if not rules.quorum_reachable(tenant.approvers, user, tenant.quorum_for(step)):
+            if len(eligible) < tenant.quorum_for(step):
+                missing = len(tenant.approvers) - len(active)
                 return Reply(
                     False,
                     f"Refused: step {self._no(step)} needs {tenant.quorum_for(step)} approvals but"
-                    f" only {len(rules.eligible_approvers(tenant.approvers, user))} approvers"
-                    " other than you are configured (the requester never counts).",
+                    f" only {len(eligible)} eligible approvers remain: the requester never counts"
+                    + (
+                        f", and {missing} configured approver(s) are deactivated or unknown in"
+                        " Slack"
+                        if missing
+                        else ""
+                    )
+                    + ".",
                 )
         closure_id = uuid.uuid4().hex[:12]
         now = self.clock()
@@ -131,7 +140,11 @@ class People(Phases):
         settings = self.settings_of(row)
         now = self.clock()
         action = ("veto" if kind == "veto" else "vote") if added else "withdrawal"
-        refused = rules.refusal(user, approvers=settings.approvers, requester=row["requester"])
+        refused = rules.refusal(
+            user, approvers=self.directory.ids(settings.approvers), requester=row["requester"]
+        )
+        if refused is None and added and not await self.directory.active(user, fresh=True):
+            refused = "the Slack account is deactivated"
         counted = False
         async with self.lock(row["tenant"]):
             current = requests_db.get_request(self.db, req["id"])

@@ -152,7 +152,7 @@ class Phases(ClosureMachine):
         plan = Plan.from_dict(plan_row["content"])
         if req["ts"] is None:
             await self._post_request(row["id"], req["id"], plan, [])
-        tally = self._tally(row, req)
+        tally = await self._tally(row, req)
         now = self.clock()
         if tally.vetoed:
 

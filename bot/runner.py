@@ -20,6 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlite_utils import Database
 
 from bot.config import Settings
+from bot.identity import Directory
 from bot.microsoft import steps as ms
 from bot.microsoft.graph import GraphError
 from bot.microsoft.tokens import TokenError
@@ -58,6 +59,7 @@ class Runner(People):
         self._locks: dict[str, asyncio.Lock] = {}
         self._last_progress: dict[str, float] = {}
         self._stopping = False
+        self.directory = Directory(client, db, clock)
 
     # --- lifecycle ---------------------------------------------------------------------------
 

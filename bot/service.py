@@ -179,6 +179,10 @@ async def start_service(
         handler = AsyncSocketModeHandler(app, settings.slack.app_token, web_client=client)
         await handler.connect_async()  # type: ignore[no-untyped-call]
         service.socket_handler = handler
+    for problem in await runner.directory.resolve(
+        [*settings.slack.admins, *(a for t in settings.tenants for a in t.approvers)]
+    ):
+        log.warning("cannot resolve %s; that person cannot act until it resolves", problem)
     resumed = await runner.start()
     service.ready = True
     log.info("ready on %s; resumed %d open closures", service.url, resumed)

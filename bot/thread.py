@@ -12,6 +12,7 @@ from sqlite_utils import Database
 
 from bot import blocks
 from bot.config import Settings, TenantSettings
+from bot.identity import Directory
 from bot.microsoft import steps as ms
 from statemachine import approvals as rules
 from statemachine.closure import (
@@ -36,6 +37,7 @@ class ClosureOutput:
     session: aiohttp.ClientSession
     ssl_context: Any
     clock: Callable[[], float]
+    directory: Directory
     _tasks: dict[str, asyncio.Task[None]]
     _wakers: dict[str, asyncio.Event]
     _locks: dict[str, asyncio.Lock]
@@ -182,7 +184,9 @@ class ClosureOutput:
         if row is None or req is None:
             return
         settings = self.settings_of(row)
-        eligible = rules.eligible_approvers(settings.approvers, row["requester"])
+        eligible = rules.eligible_approvers(
+            await self.directory.active_ids(settings.approvers), row["requester"]
+        )
         body = blocks.approval_blocks(
             plan,
             approvers=eligible,

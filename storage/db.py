@@ -134,3 +134,17 @@ def open_db(path: Path | str) -> Database:
     conn.execute("PRAGMA busy_timeout=10000")
     migrations.apply(db)
     return db
+
+
+@migrations()
+def m002_identities(db: Database) -> None:
+    db.executescript(
+        """
+        -- Emails given for admins and approvers, resolved to Slack user IDs and kept.
+        CREATE TABLE identities (
+            ref TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL,
+            resolved_at REAL NOT NULL
+        );
+        """
+    )

@@ -233,11 +233,13 @@ def test_quorum_for_uses_the_step_override_or_the_tenant_quorum(tmp_path: Path) 
         tenant.quorum_for("delete_user")
 
 
-def test_admins_accept_emails_but_approvers_do_not(tmp_path: Path) -> None:
-    """slack.admins keeps emails as given; approvers must be Slack user IDs to be counted."""
+def test_admins_and_approvers_accept_emails(tmp_path: Path) -> None:
+    """Admins and approvers may be Slack user IDs or emails (resolved through Slack later)."""
     settings = build(with_value("slack.admins", ["U0ADMIN1", "Ops@Example.com"]), tmp_path)
     assert settings.slack.admins == ("U0ADMIN1", "Ops@Example.com")
-    error = config_error(with_value("tenants.0.approvers", ["U0APPR1", "a@b.com"]), tmp_path)
+    settings = build(with_value("tenants.0.approvers", ["U0APPR1", "a@b.com"]), tmp_path)
+    assert settings.tenants[0].approvers == ("U0APPR1", "a@b.com")
+    error = config_error(with_value("tenants.0.approvers", ["U0APPR1", "bob"]), tmp_path)
     assert_names(error, tmp_path, "tenants[0].approvers[1]", "not a Slack user ID")
 
 
