@@ -26,23 +26,25 @@ def build_app(*, runner: Runner, client: AsyncWebClient, signing_secret: str | N
     @app.command("/close-account")
     async def close_account(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         await ack()
-        reply = await commands.handle(
-            runner, str(body.get("user_id", "")), str(body.get("text", ""))
-        )
-        await respond(text=reply.text, response_type="ephemeral")
+        with runner.busy():
+            reply = await commands.handle(
+                runner, str(body.get("user_id", "")), str(body.get("text", ""))
+            )
+            await respond(text=reply.text, response_type="ephemeral")
 
     async def on_reaction(body: dict[str, Any], event: dict[str, Any], added: bool) -> None:
         item = event.get("item") or {}
-        if item.get("type") != "message":
+        if item.get("type") != "message" or not body.get("event_id"):
             return
-        await runner.reaction(
-            user=str(event.get("user", "")),
-            reaction=str(event.get("reaction", "")),
-            channel=str(item.get("channel", "")),
-            ts=str(item.get("ts", "")),
-            added=added,
-            event_id=str(body.get("event_id", "")),
-        )
+        with runner.busy():
+            await runner.reaction(
+                user=str(event.get("user", "")),
+                reaction=str(event.get("reaction", "")),
+                channel=str(item.get("channel", "")),
+                ts=str(item.get("ts", "")),
+                added=added,
+                event_id=str(body.get("event_id", "")),
+            )
 
     @app.event("reaction_added")
     async def reaction_added(body: dict[str, Any], event: dict[str, Any]) -> None:

@@ -163,10 +163,12 @@ def approval_blocks(
     quorum: int,
     expires_at: float,
     changes: Sequence[str] = (),
+    outcome: str | None = None,
 ) -> list[Block]:
     step_no = STEPS.index(plan.step) + 1
     facts = plan.facts
-    blocks: list[Block] = [
+    blocks: list[Block] = [_text(f"*{outcome}*")] if outcome else []
+    blocks += [
         {
             "type": "header",
             "text": {

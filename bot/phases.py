@@ -169,6 +169,7 @@ class Phases(ClosureMachine):
                 plan_hash=req["plan_hash"],
                 also=reject,
             ):
+                await self.mark_request(req["id"], f":x: Vetoed by {blocks.mentions(tally.vetoes)}")
                 await self.say(
                     row["id"],
                     f":x: Step {self._no(step)} was {reason}. Nothing was changed. An admin can"
@@ -203,6 +204,9 @@ class Phases(ClosureMachine):
                     also=void,
                     detail={"why": "plan changed", "changes": lines},
                 ):
+                    await self.mark_request(
+                        req["id"], ":arrows_counterclockwise: Void: the plan changed (see below)"
+                    )
                     await self.say(
                         row["id"],
                         f":arrows_counterclockwise: The inventory for step {self._no(step)} changed"
@@ -235,6 +239,9 @@ class Phases(ClosureMachine):
                 also=approve,
                 detail={"approvers": list(tally.approvals)},
             ):
+                await self.mark_request(
+                    req["id"], f":white_check_mark: Approved by {blocks.mentions(tally.approvals)}"
+                )
                 await self.say(
                     row["id"],
                     f":white_check_mark: Step {self._no(step)} approved by"
@@ -257,6 +264,7 @@ class Phases(ClosureMachine):
                 also=expire,
                 detail={"why": "expired"},
             ):
+                await self.mark_request(req["id"], ":hourglass: Expired: a fresh request follows")
                 await self.say(
                     row["id"],
                     f":hourglass: The approval request for step {self._no(step)} expired"
@@ -264,7 +272,39 @@ class Phases(ClosureMachine):
                     step=step,
                 )
             return None
-        return float(req["expires_at"] - now)
+        return min(float(req["expires_at"]), await self._remind_approvers(row, req, tally)) - now
+
+    async def _remind_approvers(self, row: Row, req: Row, tally: rules.Tally) -> float:
+        """Nudge the approvers still needed once per reminder_interval; returns the next time."""
+        interval = self.settings.timing.reminder_interval
+        due = float(req["reminded_at"] or req["created_at"]) + interval
+        now = self.clock()
+        if now < due:
+            return due
+        requests_db.set_reminded(self.db, req["id"], now)  # first: a reminder fires once
+        eligible = rules.eligible_approvers(
+            await self.directory.active_ids(self.settings_of(row).approvers), row["requester"]
+        )
+        waiting = [a for a in eligible if a not in tally.approvals]
+        audit.append(
+            self.db,
+            tenant=row["tenant"],
+            closure_id=row["id"],
+            at=now,
+            actor="bot",
+            action="reminder",
+            step=req["step"],
+            plan_hash=req["plan_hash"],
+            detail={"waiting_on": waiting, "missing": tally.missing},
+        )
+        await self.say(
+            row["id"],
+            f":bell: Reminder: step {self._no(req['step'])} still needs {tally.missing} more"
+            f" approval(s) from {blocks.mentions(waiting)}; the request expires"
+            f" {blocks.slack_date(req['expires_at'])}.",
+            step=req["step"],
+        )
+        return now + interval
 
     async def _executing(self, row: Row, step: str) -> float | None:
         info = closures_db.get_step(self.db, row["id"], step)
@@ -354,19 +394,60 @@ class Phases(ClosureMachine):
                 )
                 await self.refresh_status(row["id"])
             return None
-        if remaining != info["detail"].get("remaining"):
+        before = info["detail"].get("remaining")
+        if remaining != before:
             closures_db.update_step(self.db, row["id"], step, detail={"remaining": remaining})
-            if step != "delete_directory" or (
-                info["checks"] == 0
-                and not remaining[0].endswith(f" 0/{self.settings.timing.tenant_gone_checks}")
+            if step != "delete_directory":
+                await self._seen_done(row, step, before or [], remaining)
+            elif before is not None or not remaining[0].endswith(
+                f" 0/{self.settings.timing.tenant_gone_checks}"
             ):
-                await self.say(
-                    row["id"],
-                    f"Step {self._no(step)} is waiting on:\n"
-                    + "\n".join(f"• {r}" for r in remaining),
-                    step=step,
-                )
-        return poll
+                await self.say(row["id"], f"Step {self._no(step)}: {remaining[0]}.", step=step)
+        return min(poll, await self._remind_admin(row, step, info, remaining) - now)
+
+    async def _seen_done(self, row: Row, step: str, before: list[str], now_: list[str]) -> None:
+        """Record each admin-center item Microsoft now shows done, and say what is left."""
+        done = [item for item in before if item not in now_]
+        for item in done:
+            audit.append(
+                self.db,
+                tenant=row["tenant"],
+                closure_id=row["id"],
+                at=self.clock(),
+                actor="microsoft",
+                action="external_item_done",
+                step=step,
+                detail={"item": item},
+            )
+        lines = [f"• done: {d}" for d in done] + [f"• waiting on: {r}" for r in now_]
+        await self.say(row["id"], f"Step {self._no(step)}:\n" + "\n".join(lines), step=step)
+
+    async def _remind_admin(self, row: Row, step: str, info: Row, remaining: list[str]) -> float:
+        """Nudge the admin once per reminder_interval while a checklist is not done."""
+        interval = self.settings.timing.reminder_interval
+        due = float(info["reminded_at"] or info["started_at"] or self.clock()) + interval
+        now = self.clock()
+        if now < due:
+            return due
+        closures_db.update_step(self.db, row["id"], step, reminded_at=now)
+        audit.append(
+            self.db,
+            tenant=row["tenant"],
+            closure_id=row["id"],
+            at=now,
+            actor="bot",
+            action="reminder",
+            step=step,
+            detail={"waiting_on": remaining},
+        )
+        retained = ", ".join(self.settings_of(row).retain)
+        await self.say(
+            row["id"],
+            f":bell: Reminder: step {self._no(step)} is still waiting on a Global Administrator"
+            f" ({retained}) in the admin center:\n" + "\n".join(f"• {r}" for r in remaining),
+            step=step,
+        )
+        return now + interval
 
     async def _verifying(self, row: Row, step: str) -> float | None:
         tenant = self.tenant_of(row)

@@ -8,10 +8,11 @@ load -> trigger -> save; Graph and Slack I/O happen outside it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -59,6 +60,7 @@ class Runner(People):
         self._locks: dict[str, asyncio.Lock] = {}
         self._last_progress: dict[str, float] = {}
         self._stopping = False
+        self._inflight: set[asyncio.Task[Any]] = set()
         self.directory = Directory(client, db, clock)
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -70,7 +72,21 @@ class Runner(People):
             self.spawn(row["id"])
         return len(rows)
 
+    @contextlib.contextmanager
+    def busy(self) -> Iterator[None]:
+        """Mark a listener's work in flight so that stop() lets it finish."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._inflight.add(task)
+        try:
+            yield
+        finally:
+            if task is not None:
+                self._inflight.discard(task)
+
     async def stop(self) -> None:
+        if self._inflight:  # let replies already under way reach Slack
+            await asyncio.wait(set(self._inflight), timeout=10)
         self._stopping = True
         tasks = list(self._tasks.values())
         for task in tasks:

@@ -176,13 +176,9 @@ class ClosureOutput:
                 metadata=metadata,
             )
 
-    async def _post_request(
-        self, closure_id: str, request_id: int, plan: Plan, changes: list[str]
-    ) -> None:
-        row = closures_db.get_closure(self.db, closure_id)
-        req = requests_db.get_request(self.db, request_id)
-        if row is None or req is None:
-            return
+    async def _request_message(
+        self, row: Row, req: Row, plan: Plan, changes: list[str], outcome: str | None = None
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         settings = self.settings_of(row)
         eligible = rules.eligible_approvers(
             await self.directory.active_ids(settings.approvers), row["requester"]
@@ -193,11 +189,12 @@ class ClosureOutput:
             quorum=req["quorum"],
             expires_at=req["expires_at"],
             changes=changes,
+            outcome=outcome,
         )
         metadata = {
             "event_type": "close_account_approval",
             "event_payload": {
-                "closure_id": closure_id,
+                "closure_id": row["id"],
                 "tenant": row["tenant"],
                 "step": plan.step,
                 "plan_hash": plan.hash,
@@ -205,6 +202,35 @@ class ClosureOutput:
                 "expires_at": int(req["expires_at"]),
             },
         }
+        return body, metadata
+
+    async def mark_request(self, request_id: int, outcome: str) -> None:
+        """Edit an approval request in place to show how it ended (approved, expired, void...)."""
+        req = requests_db.get_request(self.db, request_id)
+        if req is None or req["ts"] is None:
+            return
+        row = closures_db.get_closure(self.db, req["closure_id"])
+        plan_row = closures_db.get_plan(self.db, req["plan_id"])
+        if row is None or plan_row is None:
+            return
+        plan = Plan.from_dict(plan_row["content"])
+        body, metadata = await self._request_message(row, req, plan, [], outcome)
+        await self.client.chat_update(
+            channel=req["channel"],
+            ts=req["ts"],
+            text=f"{outcome}: " + blocks.approval_text(plan, self._no(plan.step)),
+            blocks=body,
+            metadata=metadata,
+        )
+
+    async def _post_request(
+        self, closure_id: str, request_id: int, plan: Plan, changes: list[str]
+    ) -> None:
+        row = closures_db.get_closure(self.db, closure_id)
+        req = requests_db.get_request(self.db, request_id)
+        if row is None or req is None:
+            return
+        body, metadata = await self._request_message(row, req, plan, changes)
         ts = await self.say(
             closure_id,
             blocks.approval_text(plan, self._no(plan.step)),

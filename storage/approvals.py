@@ -105,3 +105,8 @@ def requests_of(db: Database, closure_id: str) -> list[dict[str, Any]]:
     return _rows(
         db.execute("SELECT * FROM requests WHERE closure_id = ? ORDER BY id", [closure_id])
     )
+
+
+def set_reminded(db: Database, request_id: int, at: float) -> None:
+    with db.atomic():
+        db.execute("UPDATE requests SET reminded_at = ? WHERE id = ?", [at, request_id])

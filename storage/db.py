@@ -148,3 +148,14 @@ def m002_identities(db: Database) -> None:
         );
         """
     )
+
+
+@migrations()
+def m003_reminders(db: Database) -> None:
+    # When the last reminder was posted, so a reminder fires once per interval across restarts.
+    db.executescript(
+        """
+        ALTER TABLE requests ADD COLUMN reminded_at REAL;
+        ALTER TABLE steps ADD COLUMN reminded_at REAL;
+        """
+    )
