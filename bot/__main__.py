@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
-import io
-import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -31,6 +28,7 @@ def cmd_diagram(_: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
+    from bot.auditlog import as_csv, as_json
     from storage.audit import trail
     from storage.db import open_db
 
@@ -40,27 +38,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
         raise CliError(f"{args.config}: tenants: no tenant named {args.tenant!r}")
     db = open_db(settings.storage_path)
     rows = trail(db, tenant.name)
-    if args.format == "json":
-        print(json.dumps(rows, indent=2, sort_keys=True))
-    else:
-        out = io.StringIO()
-        fields = [
-            "id",
-            "at",
-            "tenant",
-            "closure_id",
-            "actor",
-            "action",
-            "step",
-            "plan_hash",
-            "event_id",
-            "detail",
-        ]
-        writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({**row, "detail": json.dumps(row["detail"], sort_keys=True)})
-        print(out.getvalue(), end="")
+    print(
+        as_json(rows) if args.format == "json" else as_csv(rows), end="\n" * (args.format == "json")
+    )
     return 0
 
 

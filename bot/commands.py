@@ -11,7 +11,7 @@ from storage import closures as closures_db
 
 USAGE = (
     "Usage: `/close-account <tenant>` (or `start <tenant>`) · `status [<tenant>]` · `list` ·"
-    " `abort <tenant> [reason]` · `retry <tenant>` · `help`"
+    " `abort <tenant> [reason]` · `retry <tenant>` · `audit <tenant>` · `help`"
 )
 HELP = (
     "*close-account-bot* closes a Microsoft 365 tenant in Microsoft's five steps, each one planned,"
@@ -19,7 +19,7 @@ HELP = (
     " executed and verified from Microsoft's side.\n" + USAGE
 )
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$")
-VERBS = frozenset({"start", "status", "list", "help", "abort", "retry"})
+VERBS = frozenset({"start", "status", "list", "help", "abort", "retry", "audit"})
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,8 @@ async def handle(runner: Runner, user: str, text: str) -> Reply:
         return await runner.start_closure(command.tenant, user)
     if command.verb == "abort":
         return await runner.abort(command.tenant, user, command.reason)
+    if command.verb == "audit":
+        return await runner.post_audit(command.tenant, user)
     return await runner.retry(command.tenant, user)
 
 

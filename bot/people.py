@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from bot import auditlog
 from bot.phases import Phases
 from statemachine import approvals as rules
 from statemachine.closure import (
@@ -121,6 +122,56 @@ class People(Phases):
             self.spawn(row["id"])
             return Reply(True, f"Retrying {row['tenant']}: {what}.")
         return Reply(False, "Retry did not apply; try `status`.")
+
+    async def post_audit(self, tenant_name: str, user: str) -> Reply:
+        """Post the tenant's audit trail as CSV and JSON files in its latest closure's thread."""
+        tenant = self.settings.tenant(tenant_name)
+        if tenant is None:
+            return Reply(False, f"Unknown tenant `{tenant_name}`.")
+        allowed = {
+            *self.directory.ids(self.settings.slack.admins),
+            *self.directory.ids(tenant.approvers),
+        }
+        if user not in allowed:
+            return Reply(
+                False, "Only the admins and this tenant's approvers may read its audit trail."
+            )
+        row = closures_db.latest_closure_for(self.db, tenant.name)
+        if row is None or row["status_ts"] is None:
+            return Reply(False, f"{tenant.name} has no closure yet, so no thread to post in.")
+        rows = audit.trail(self.db, tenant.name)
+        audit.append(
+            self.db,
+            tenant=tenant.name,
+            closure_id=row["id"],
+            at=self.clock(),
+            actor=user,
+            action="audit_export",
+            detail={"rows": len(rows)},
+        )
+        stamp = f"{tenant.name}-audit-{row['id']}"
+        await self.client.files_upload_v2(
+            channel=row["channel"],
+            thread_ts=row["status_ts"],
+            initial_comment=(
+                f"Audit trail of {tenant.name}, {len(rows)} entries, requested by <@{user}>."
+            ),
+            file_uploads=[
+                {
+                    "content": auditlog.as_csv(rows),
+                    "filename": f"{stamp}.csv",
+                    "title": f"{stamp}.csv",
+                },
+                {
+                    "content": auditlog.as_json(rows),
+                    "filename": f"{stamp}.json",
+                    "title": f"{stamp}.json",
+                },
+            ],
+        )
+        return Reply(
+            True, f"Posted the audit trail of {tenant.name} ({len(rows)} entries) in its thread."
+        )
 
     def _open(self, tenant_name: str) -> Row | None:
         tenant = self.settings.tenant(tenant_name)

@@ -13,6 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT.parent / "shared" / "reference" / "slack"
 # Events the code subscribes to, and the scope Slack requires for each.
 EVENT_SCOPES = {"reaction_added": "reactions:read", "reaction_removed": "reactions:read"}
+# slack_sdk helpers that call several Web API methods.
+SDK_HELPERS = {"files.uploadV2": ("files.getUploadURLExternal", "files.completeUploadExternal")}
 
 
 def manifest() -> dict:  # type: ignore[type-arg]
@@ -34,7 +36,8 @@ def web_api_calls() -> set[str]:
             ):
                 family, _, name = node.attr.partition("_")
                 parts = name.split("_")
-                calls.add(family + "." + parts[0] + "".join(p.title() for p in parts[1:]))
+                method = family + "." + parts[0] + "".join(p.title() for p in parts[1:])
+                calls.update(SDK_HELPERS.get(method, (method,)))
     return calls
 
 

@@ -154,3 +154,28 @@ def test_diagram_prints_mermaid() -> None:
     result = run_cli("diagram")
     assert result.returncode == 0
     assert "stateDiagram-v2" in result.stdout and "delete_users.awaiting_approval" in result.stdout
+
+
+async def test_audit_posts_csv_and_json_in_the_thread(world: World) -> None:
+    """`audit <tenant>` by an approver posts the trail as CSV and JSON files in the thread."""
+    await world.command(world.tenant.name)
+    request = await world.wait_request("delete_users")
+    await world.vote(request, APPROVERS[0])
+    await world.slack.wait_for(lambda _: "Approvals: 1/2" in world.status_text())
+    reply = await world.command(f"audit {world.tenant.name}", user=APPROVERS[1])
+    assert "Posted the audit trail" in reply
+    names = sorted(f["name"] for f in world.slack.files)
+    assert names[0].endswith(".csv") and names[1].endswith(".json")
+    status = world.status()
+    assert status is not None and all(f["thread_ts"] == status.ts for f in world.slack.files)
+    csv_text = next(f for f in world.slack.files if f["name"].endswith(".csv"))["content"]
+    assert b"vote" in csv_text and APPROVERS[0].encode() in csv_text
+
+
+async def test_audit_is_refused_to_outsiders(world: World) -> None:
+    """Someone who is neither admin nor approver cannot read the audit trail."""
+    await world.command(world.tenant.name)
+    await world.wait_request("delete_users")
+    reply = await world.command(f"audit {world.tenant.name}", user=OUTSIDER)
+    assert "Only the admins and this tenant's approvers" in reply
+    assert world.slack.files == []
