@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
+
+from slack_sdk.errors import SlackApiError
 
 from bot.microsoft import steps as ms
 from bot.microsoft.tokens import jwt_claims
-from bot.thread import ClosureOutput
+from bot.thread import ClosureOutput, Post
 from statemachine import approvals as rules
 from statemachine.closure import (
     Closure,
@@ -54,9 +56,11 @@ class ClosureMachine(ClosureOutput):
         event_id: str | None = None,
         plan_hash: str | None = None,
         detail: dict[str, Any] | None = None,
-        also: Callable[[], None] | None = None,
+        also: Callable[[], list[Post] | None] | None = None,
+        posts: Sequence[Post] = (),
     ) -> Row | None:
-        """Load, fire, save (and run `also` in the same transaction); None if it didn't apply."""
+        """Load, fire, save; in the same transaction run `also` and queue `posts` (and the posts
+        `also` returns). Then send the posts and edit the status. None if it didn't apply."""
         row = closures_db.get_closure(self.db, closure_id)
         if row is None:
             return None
@@ -107,24 +111,37 @@ class ClosureMachine(ClosureOutput):
                     event_id=event_id,
                     detail={"from": row["state"], "to": model.state, **(detail or {})},
                 )
+                queued = list(posts)
                 if also is not None:
-                    also()
+                    queued += also() or []
+                for post in queued:
+                    self.enqueue(closure_id, post)
             new = closures_db.get_closure(self.db, closure_id)
         self.wake(closure_id)
+        try:
+            await self.flush(closure_id)
+            await self.refresh_status(closure_id)
+        except SlackApiError as exc:  # the drive loop sends what is queued once Slack is back
+            log.warning("closure %s: Slack error %s", closure_id, exc.response.get("error"))
         return new
 
-    async def _fail(self, row: Row, reason: str) -> None:
+    async def _fail(self, row: Row, reason: str) -> bool:
+        """Record a failure the runner could not retry away; False if it could not apply."""
         step, _ = split_state(row["state"])
-        if await self.transition(
-            row["id"], row["state"], "fail", reason=reason, detail={"error": reason}
-        ):
-            await self.say(
-                row["id"],
-                f":warning: Step {self._no(step)} failed: {reason}\nAn admin can run"
-                f" `/close-account retry {row['tenant']}` to resume it, or `abort`.",
-                step=step,
-            )
-            await self.refresh_status(row["id"])
+        return None is not await self.transition(
+            row["id"],
+            row["state"],
+            "fail",
+            reason=reason,
+            detail={"error": reason},
+            posts=[
+                Post(
+                    f":warning: Step {self._no(step)} failed: {reason}\nAn admin can run"
+                    f" `/close-account retry {row['tenant']}` to resume it, or `abort`.",
+                    step,
+                )
+            ],
+        )
 
     async def _organization(self, row: Row) -> dict[str, Any]:
         """The live organization, refusing to go on if it is not the configured tenant."""

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from bot import auditlog
 from bot.phases import Phases
+from bot.thread import Post
 from statemachine import approvals as rules
 from statemachine.closure import (
     STEPS,
@@ -97,10 +98,14 @@ class People(Phases):
             return Reply(False, f"No open closure for `{tenant_name}`.")
         why = reason or "no reason given"
         if await self.transition(
-            row["id"], None, "abort", actor=user, reason=f"aborted: {why}", detail={"reason": why}
+            row["id"],
+            None,
+            "abort",
+            actor=user,
+            reason=f"aborted: {why}",
+            detail={"reason": why},
+            posts=[Post(f":octagonal_sign: Aborted by <@{user}>: {why}")],
         ):
-            await self.say(row["id"], f":octagonal_sign: Aborted by <@{user}>: {why}")
-            await self.refresh_status(row["id"])
             return Reply(True, f"Closure of {row['tenant']} aborted.")
         return Reply(False, f"The closure of {row['tenant']} could not be aborted now.")
 
@@ -113,12 +118,14 @@ class People(Phases):
         step, phase = split_state(row["state"])
         if phase not in ("blocked", "rejected", "failed"):
             return Reply(False, f"Nothing to retry: the closure is {row['state']}.")
-        if await self.transition(row["id"], row["state"], "retry", actor=user):
-            what = "resuming" if phase == "failed" else "planning again"
-            await self.say(
-                row["id"], f":repeat: <@{user}> retried step {self._no(step)}; {what}.", step=step
-            )
-            await self.refresh_status(row["id"])
+        what = "resuming" if phase == "failed" else "planning again"
+        if await self.transition(
+            row["id"],
+            row["state"],
+            "retry",
+            actor=user,
+            posts=[Post(f":repeat: <@{user}> retried step {self._no(step)}; {what}.", step)],
+        ):
             self.spawn(row["id"])
             return Reply(True, f"Retrying {row['tenant']}: {what}.")
         return Reply(False, "Retry did not apply; try `status`.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -9,9 +10,11 @@ from typing import Any
 from bot import blocks
 from bot.machine import ClosureMachine
 from bot.microsoft import steps as ms
+from bot.thread import Post
 from statemachine import approvals as rules
 from statemachine.closure import (
     STEP_TITLES,
+    STEPS,
     split_state,
 )
 from statemachine.plan import Plan, diff
@@ -89,57 +92,60 @@ class Phases(ClosureMachine):
         no = self._no(step)
         if plan.blockers:
             reason = " ".join(plan.blockers)
-            if await self.transition(
-                row["id"], row["state"], "block", reason=reason, plan_hash=plan.hash
-            ):
-                await self.say(
-                    row["id"],
-                    f":no_entry: Step {no} ({STEP_TITLES[step]}) is blocked:\n"
-                    + "\n".join(f"• {b}" for b in plan.blockers)
-                    + f"\nAfter the fix, an admin runs `/close-account retry {row['tenant']}`.",
-                    step=step,
-                )
-                await self.refresh_status(row["id"])
+            await self.transition(
+                row["id"],
+                row["state"],
+                "block",
+                reason=reason,
+                plan_hash=plan.hash,
+                posts=[
+                    Post(
+                        f":no_entry: Step {no} ({STEP_TITLES[step]}) is blocked:\n"
+                        + "\n".join(f"• {b}" for b in plan.blockers)
+                        + f"\nAfter the fix, an admin runs `/close-account retry {row['tenant']}`.",
+                        step,
+                    )
+                ],
+            )
             return None
         if not plan.items:
-            if await self.transition(row["id"], row["state"], "nothing_to_do", plan_hash=plan.hash):
-                await self.say(
-                    row["id"],
-                    f"Step {no} ({STEP_TITLES[step]}): nothing to do; verifying.",
-                    step=step,
-                )
-                await self.refresh_status(row["id"])
+            await self.transition(
+                row["id"],
+                row["state"],
+                "nothing_to_do",
+                plan_hash=plan.hash,
+                posts=[Post(f"Step {no} ({STEP_TITLES[step]}): nothing to do; verifying.", step)],
+            )
             return None
         quorum = settings.quorum_for(step)
         expires_at = now + self.settings.timing.approval_ttl
-        created: list[int] = []
-
-        def open_request() -> None:
-            created.append(
-                requests_db.create_request(
-                    self.db,
-                    closure_id=row["id"],
-                    step=step,
-                    plan_id=plan_id,
-                    plan_hash=plan.hash,
-                    quorum=quorum,
-                    expires_at=expires_at,
-                    at=now,
-                )
-            )
-
         changes = row["extra"].get("changes") or []
+        post = await self.request_post(
+            row, plan, quorum=quorum, expires_at=expires_at, changes=changes
+        )
+
+        def open_request() -> list[Post]:
+            request_id = requests_db.create_request(
+                self.db,
+                closure_id=row["id"],
+                step=step,
+                plan_id=plan_id,
+                plan_hash=plan.hash,
+                quorum=quorum,
+                expires_at=expires_at,
+                at=now,
+            )
+            return [dataclasses.replace(post, request_id=request_id)]
+
         if await self.transition(
             row["id"], row["state"], "plan_ready", plan_hash=plan.hash, also=open_request
         ):
-            await self._post_request(row["id"], created[0], plan, changes)
             if changes:
                 extra = {k: v for k, v in row["extra"].items() if k != "changes"}
                 fresh = closures_db.get_closure(self.db, row["id"])
                 if fresh is not None:
                     extra["display_name"] = fresh["extra"].get("display_name")
                 closures_db.save_closure(self.db, row["id"], at=self.clock(), extra=extra)
-            await self.refresh_status(row["id"])
         return None
 
     async def _awaiting(self, row: Row, step: str) -> float | None:
@@ -150,8 +156,6 @@ class Phases(ClosureMachine):
         plan_row = closures_db.get_plan(self.db, req["plan_id"])
         assert plan_row is not None
         plan = Plan.from_dict(plan_row["content"])
-        if req["ts"] is None:
-            await self._post_request(row["id"], req["id"], plan, [])
         tally = await self._tally(row, req)
         now = self.clock()
         if tally.vetoed:
@@ -168,16 +172,16 @@ class Phases(ClosureMachine):
                 reason=reason,
                 plan_hash=req["plan_hash"],
                 also=reject,
+                posts=[
+                    Post(
+                        f":x: Step {self._no(step)} was {reason}. Nothing was changed. An admin"
+                        f" can `/close-account retry {row['tenant']}` (re-reads the plan and asks"
+                        " again) or `abort` it.",
+                        step,
+                    )
+                ],
             ):
                 await self.mark_request(req["id"], f":x: Vetoed by {blocks.mentions(tally.vetoes)}")
-                await self.say(
-                    row["id"],
-                    f":x: Step {self._no(step)} was {reason}. Nothing was changed. An admin can"
-                    f" `/close-account retry {row['tenant']}` (re-reads the plan and asks again)"
-                    " or `abort` it.",
-                    step=step,
-                )
-                await self.refresh_status(row["id"])
             return None
         if tally.met:
             # Rule 3: re-read the inventory right before acting.
@@ -203,16 +207,18 @@ class Phases(ClosureMachine):
                     plan_hash=req["plan_hash"],
                     also=void,
                     detail={"why": "plan changed", "changes": lines},
+                    posts=[
+                        Post(
+                            f":arrows_counterclockwise: The inventory for step {self._no(step)}"
+                            " changed since it was approved; the approvals are void and a new"
+                            " request follows."
+                            "\n" + "\n".join(lines),
+                            step,
+                        )
+                    ],
                 ):
                     await self.mark_request(
                         req["id"], ":arrows_counterclockwise: Void: the plan changed (see below)"
-                    )
-                    await self.say(
-                        row["id"],
-                        f":arrows_counterclockwise: The inventory for step {self._no(step)} changed"
-                        " since it was approved; the approvals are void and a new request follows."
-                        "\n" + "\n".join(lines),
-                        step=step,
                     )
                 return None
 
@@ -238,18 +244,18 @@ class Phases(ClosureMachine):
                 plan_hash=req["plan_hash"],
                 also=approve,
                 detail={"approvers": list(tally.approvals)},
+                posts=[
+                    Post(
+                        f":white_check_mark: Step {self._no(step)} approved by"
+                        f" {blocks.mentions(tally.approvals)} (plan `{req['plan_hash'][:12]}`);"
+                        " starting.",
+                        step,
+                    )
+                ],
             ):
                 await self.mark_request(
                     req["id"], f":white_check_mark: Approved by {blocks.mentions(tally.approvals)}"
                 )
-                await self.say(
-                    row["id"],
-                    f":white_check_mark: Step {self._no(step)} approved by"
-                    f" {blocks.mentions(tally.approvals)} (plan `{req['plan_hash'][:12]}`);"
-                    " starting.",
-                    step=step,
-                )
-                await self.refresh_status(row["id"])
             return None
         if rules.expired(req["expires_at"], now):
 
@@ -263,14 +269,15 @@ class Phases(ClosureMachine):
                 plan_hash=req["plan_hash"],
                 also=expire,
                 detail={"why": "expired"},
+                posts=[
+                    Post(
+                        f":hourglass: The approval request for step {self._no(step)} expired"
+                        f" ({tally.missing} approval(s) missing); a fresh plan follows.",
+                        step,
+                    )
+                ],
             ):
                 await self.mark_request(req["id"], ":hourglass: Expired: a fresh request follows")
-                await self.say(
-                    row["id"],
-                    f":hourglass: The approval request for step {self._no(step)} expired"
-                    f" ({tally.missing} approval(s) missing); a fresh plan follows.",
-                    step=step,
-                )
             return None
         return min(float(req["expires_at"]), await self._remind_approvers(row, req, tally)) - now
 
@@ -343,18 +350,27 @@ class Phases(ClosureMachine):
                 detail={"counts": plan.counts(), "elapsed_s": round(self.clock() - started, 3)},
             )
         if step in HANDED_OFF:
-            if await self.transition(row["id"], row["state"], "hand_off", plan_hash=plan.hash):
-                await self._post_checklist(row, step, plan)
-                await self.refresh_status(row["id"])
-            return None
-        if await self.transition(row["id"], row["state"], "executed", plan_hash=plan.hash):
-            await self.say(
+            await self.transition(
                 row["id"],
-                f"Step {self._no(step)}: {len(plan.items):,} changes made through Graph;"
-                " verifying from Microsoft's side.",
-                step=step,
+                row["state"],
+                "hand_off",
+                plan_hash=plan.hash,
+                posts=[self.checklist_post(row, step, plan)],
             )
-            await self.refresh_status(row["id"])
+            return None
+        await self.transition(
+            row["id"],
+            row["state"],
+            "executed",
+            plan_hash=plan.hash,
+            posts=[
+                Post(
+                    f"Step {self._no(step)}: {len(plan.items):,} changes made through Graph;"
+                    " verifying from Microsoft's side.",
+                    step,
+                )
+            ],
+        )
         return None
 
     async def _waiting(self, row: Row, step: str) -> float | None:
@@ -386,13 +402,12 @@ class Phases(ClosureMachine):
             remaining = await check(self.tenant_of(row))
             closures_db.update_step(self.db, row["id"], step, next_check_at=now + poll)
         if not remaining:
-            if await self.transition(row["id"], row["state"], "external_done"):
-                await self.say(
-                    row["id"],
-                    f"Microsoft shows step {self._no(step)} done; verifying.",
-                    step=step,
-                )
-                await self.refresh_status(row["id"])
+            await self.transition(
+                row["id"],
+                row["state"],
+                "external_done",
+                posts=[Post(f"Microsoft shows step {self._no(step)} done; verifying.", step)],
+            )
             return None
         before = info["detail"].get("remaining")
         if remaining != before:
@@ -476,19 +491,19 @@ class Phases(ClosureMachine):
         def finish() -> None:
             closures_db.update_step(self.db, row["id"], step, finished_at=self.clock())
 
-        new = await self.transition(row["id"], row["state"], "verified", also=finish)
-        if new:
-            await self.say(
-                row["id"],
+        posts = [
+            Post(
                 f":white_check_mark: Step {self._no(step)} ({STEP_TITLES[step]}) verified from"
                 " Microsoft's side.",
-                step=step,
+                step,
             )
-            if new["state"] == "closed":
-                await self.say(
-                    row["id"],
+        ]
+        if step == STEPS[-1]:
+            posts.append(
+                Post(
                     f":checkered_flag: Tenant {row['tenant']} ({row['tenant_id']}) is closed:"
-                    " Microsoft no longer knows it.",
+                    " Microsoft no longer knows it."
                 )
-            await self.refresh_status(row["id"])
+            )
+        await self.transition(row["id"], row["state"], "verified", also=finish, posts=posts)
         return None

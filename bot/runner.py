@@ -61,6 +61,7 @@ class Runner(People):
         self._last_progress: dict[str, float] = {}
         self._stopping = False
         self._inflight: set[asyncio.Task[Any]] = set()
+        self._flush_locks: dict[str, asyncio.Lock] = {}
         self.directory = Directory(client, db, clock)
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -104,18 +105,24 @@ class Runner(People):
 
     # --- the drive loop ----------------------------------------------------------------------
 
+    def _backoff(self) -> float:
+        """How long to wait before trying a phase again after an error that changed nothing."""
+        return min(self.settings.timing.poll_interval, 30.0)
+
     async def _drive(self, closure_id: str) -> None:
         waker = self._wakers.setdefault(closure_id, asyncio.Event())
         while not self._stopping:
             row = closures_db.get_closure(self.db, closure_id)
             if row is None:
                 return
-            if row["status_ts"] is None:
-                await self.refresh_status(closure_id)
-            if is_final(row["state"]):
-                return
             waker.clear()
             try:
+                # First what a crash left unsent: the status message and queued thread posts.
+                if row["status_ts"] is None:
+                    await self.refresh_status(closure_id)
+                await self.flush(closure_id)
+                if is_final(row["state"]):
+                    return
                 delay = await self._phase(row)
             except asyncio.CancelledError:
                 raise
@@ -123,14 +130,13 @@ class Runner(People):
                 delay = None
             except SlackApiError as exc:
                 log.warning("closure %s: Slack error %s", closure_id, exc.response.get("error"))
-                delay = min(self.settings.timing.poll_interval, 30.0)
+                delay = self._backoff()
             except (GraphError, TokenError, ms.StepError, aiohttp.ClientError) as exc:
-                await self._fail(row, str(exc))
-                delay = None
+                delay = None if await self._fail(row, str(exc)) else self._backoff()
             except Exception as exc:  # a bug must not kill the task silently
                 log.exception("closure %s: unexpected error", closure_id)
-                await self._fail(row, f"internal error: {type(exc).__name__}: {exc}")
-                delay = None
+                failed = await self._fail(row, f"internal error: {type(exc).__name__}: {exc}")
+                delay = None if failed else self._backoff()
             if delay is None:
                 continue
             try:

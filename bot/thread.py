@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -23,8 +24,21 @@ from statemachine.closure import (
 from statemachine.plan import Plan
 from storage import approvals as requests_db
 from storage import closures as closures_db
+from storage import outbox
 from storage import slack as slack_db
 from storage.closures import Row
+
+
+@dataclass(frozen=True)
+class Post:
+    """A thread post: queued in the outbox, sent in order, at most once."""
+
+    text: str
+    step: str | None = None
+    kind: str = "reply"
+    blocks: list[dict[str, Any]] | None = None
+    metadata: dict[str, Any] | None = None
+    request_id: int | None = None
 
 
 class ClosureOutput:
@@ -42,6 +56,7 @@ class ClosureOutput:
     _wakers: dict[str, asyncio.Event]
     _locks: dict[str, asyncio.Lock]
     _last_progress: dict[str, float]
+    _flush_locks: dict[str, asyncio.Lock]
     _stopping: bool
 
     def tenant_of(self, row: Row) -> ms.Tenant:
@@ -53,6 +68,20 @@ class ClosureOutput:
     def _no(self, step: str | None) -> int:
         return STEPS.index(step) + 1 if step else 0
 
+    def enqueue(self, closure_id: str, post: Post) -> int:
+        """Queue a thread post; inside a transaction it commits with the state change."""
+        return outbox.enqueue(
+            self.db,
+            closure_id=closure_id,
+            step=post.step,
+            kind=post.kind,
+            text=post.text[:39000],
+            blocks=post.blocks,
+            metadata=post.metadata,
+            request_id=post.request_id,
+            at=self.clock(),
+        )
+
     async def say(
         self,
         closure_id: str,
@@ -62,37 +91,82 @@ class ClosureOutput:
         kind: str = "reply",
         blocks_: list[dict[str, Any]] | None = None,
         metadata: dict[str, Any] | None = None,
-    ) -> str | None:
-        """Post in the closure's thread; returns the message ts."""
-        row = closures_db.get_closure(self.db, closure_id)
-        if row is None:
-            return None
-        if row["status_ts"] is None:
-            await self.refresh_status(closure_id)
+    ) -> None:
+        """Post in the closure's thread (through the outbox)."""
+        self.enqueue(closure_id, Post(text, step, kind, blocks_, metadata))
+        await self.flush(closure_id)
+
+    async def flush(self, closure_id: str) -> None:
+        """Send the closure's queued posts in order; a post whose send may have reached Slack
+        before a crash is looked up in the thread first, so nothing is posted twice."""
+        lock = self._flush_locks.setdefault(closure_id, asyncio.Lock())
+        async with lock:
+            posts = outbox.pending(self.db, closure_id)
+            if not posts:
+                return
             row = closures_db.get_closure(self.db, closure_id)
-            assert row is not None
-        kwargs: dict[str, Any] = {
-            "channel": row["channel"],
-            "text": text[:39000],
-            "thread_ts": row["status_ts"],
-        }
-        if blocks_ is not None:
-            kwargs["blocks"] = blocks_
-        if metadata is not None:
-            kwargs["metadata"] = metadata
-        resp = await self.client.chat_postMessage(**kwargs)
-        ts = str(resp["ts"])
-        slack_db.record_message(
-            self.db,
-            closure_id=closure_id,
-            step=step,
-            kind=kind,
-            channel=str(resp["channel"]),
-            ts=ts,
-            thread_ts=row["status_ts"],
-            at=self.clock(),
-        )
-        return ts
+            if row is None:
+                return
+            if row["status_ts"] is None:
+                await self.refresh_status(closure_id)
+                row = closures_db.get_closure(self.db, closure_id)
+                assert row is not None
+            for post in posts:
+                metadata = post["metadata"] or {
+                    "event_type": "close_account_event",
+                    "event_payload": {"closure_id": closure_id, "post_id": post["id"]},
+                }
+                ts = None
+                if post["sending_at"] is not None:
+                    ts = await self._already_posted(row, metadata)
+                if ts is None:
+                    outbox.mark_sending(self.db, post["id"], self.clock())
+                    kwargs: dict[str, Any] = {
+                        "channel": row["channel"],
+                        "text": post["text"],
+                        "thread_ts": row["status_ts"],
+                        "metadata": metadata,
+                    }
+                    if post["blocks"] is not None:
+                        kwargs["blocks"] = post["blocks"]
+                    resp = await self.client.chat_postMessage(**kwargs)
+                    ts = str(resp["ts"])
+                with self.db.atomic():
+                    outbox.mark_sent(self.db, post["id"], ts)
+                    slack_db.record_message(
+                        self.db,
+                        closure_id=closure_id,
+                        step=post["step"],
+                        kind=post["kind"],
+                        channel=row["channel"],
+                        ts=ts,
+                        thread_ts=row["status_ts"],
+                        at=self.clock(),
+                    )
+                    if post["request_id"] is not None:
+                        requests_db.set_request_message(
+                            self.db, post["request_id"], row["channel"], ts
+                        )
+
+    async def _already_posted(self, row: Row, metadata: dict[str, Any]) -> str | None:
+        """The ts of a bot message in the thread carrying exactly this metadata, if any."""
+        cursor = None
+        while True:
+            resp = await self.client.conversations_replies(
+                channel=row["channel"],
+                ts=row["status_ts"],
+                include_all_metadata=True,
+                limit=200,
+                cursor=cursor,
+            )
+            for message in resp.get("messages") or []:
+                if (message.get("metadata") or {}).get("event_type") == metadata[
+                    "event_type"
+                ] and message["metadata"].get("event_payload") == metadata["event_payload"]:
+                    return str(message["ts"])
+            cursor = (resp.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                return None
 
     def status_view(self, row: Row, progress: blocks.Progress | None = None) -> blocks.StatusView:
         approved: dict[str, list[str]] = {}
@@ -152,10 +226,15 @@ class ClosureOutput:
         text = blocks.status_text(view)
         body = blocks.status_blocks(view)
         if row["status_ts"] is None:
-            resp = await self.client.chat_postMessage(
-                channel=row["channel"], text=text, blocks=body, metadata=metadata
-            )
-            ts = str(resp["ts"])
+            ts = None
+            if row["status_sending_at"] is not None:  # a crash mid-post: look before posting
+                ts = await self._status_posted(row)
+            if ts is None:
+                closures_db.mark_status_sending(self.db, closure_id, self.clock())
+                resp = await self.client.chat_postMessage(
+                    channel=row["channel"], text=text, blocks=body, metadata=metadata
+                )
+                ts = str(resp["ts"])
             closures_db.save_closure(self.db, closure_id, at=self.clock(), status_ts=ts)
             slack_db.record_message(
                 self.db,
@@ -176,8 +255,36 @@ class ClosureOutput:
                 metadata=metadata,
             )
 
+    async def _status_posted(self, row: Row) -> str | None:
+        cursor = None
+        while True:
+            resp = await self.client.conversations_history(
+                channel=row["channel"],
+                oldest=str(row["created_at"] - 60),
+                include_all_metadata=True,
+                limit=200,
+                cursor=cursor,
+            )
+            for message in resp.get("messages") or []:
+                meta = message.get("metadata") or {}
+                if (
+                    meta.get("event_type") == "close_account_status"
+                    and (meta.get("event_payload") or {}).get("closure_id") == row["id"]
+                ):
+                    return str(message["ts"])
+            cursor = (resp.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                return None
+
     async def _request_message(
-        self, row: Row, req: Row, plan: Plan, changes: list[str], outcome: str | None = None
+        self,
+        row: Row,
+        plan: Plan,
+        *,
+        quorum: int,
+        expires_at: float,
+        changes: Sequence[str] = (),
+        outcome: str | None = None,
     ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         settings = self.settings_of(row)
         eligible = rules.eligible_approvers(
@@ -186,8 +293,8 @@ class ClosureOutput:
         body = blocks.approval_blocks(
             plan,
             approvers=eligible,
-            quorum=req["quorum"],
-            expires_at=req["expires_at"],
+            quorum=quorum,
+            expires_at=expires_at,
             changes=changes,
             outcome=outcome,
         )
@@ -198,8 +305,8 @@ class ClosureOutput:
                 "tenant": row["tenant"],
                 "step": plan.step,
                 "plan_hash": plan.hash,
-                "quorum": req["quorum"],
-                "expires_at": int(req["expires_at"]),
+                "quorum": quorum,
+                "expires_at": int(expires_at),
             },
         }
         return body, metadata
@@ -214,7 +321,9 @@ class ClosureOutput:
         if row is None or plan_row is None:
             return
         plan = Plan.from_dict(plan_row["content"])
-        body, metadata = await self._request_message(row, req, plan, [], outcome)
+        body, metadata = await self._request_message(
+            row, plan, quorum=req["quorum"], expires_at=req["expires_at"], outcome=outcome
+        )
         await self.client.chat_update(
             channel=req["channel"],
             ts=req["ts"],
@@ -223,26 +332,17 @@ class ClosureOutput:
             metadata=metadata,
         )
 
-    async def _post_request(
-        self, closure_id: str, request_id: int, plan: Plan, changes: list[str]
-    ) -> None:
-        row = closures_db.get_closure(self.db, closure_id)
-        req = requests_db.get_request(self.db, request_id)
-        if row is None or req is None:
-            return
-        body, metadata = await self._request_message(row, req, plan, changes)
-        ts = await self.say(
-            closure_id,
-            blocks.approval_text(plan, self._no(plan.step)),
-            step=plan.step,
-            kind="approval",
-            blocks_=body,
-            metadata=metadata,
+    async def request_post(
+        self, row: Row, plan: Plan, *, quorum: int, expires_at: float, changes: Sequence[str]
+    ) -> Post:
+        """The approval request for `plan`, to queue with the request row it belongs to."""
+        body, metadata = await self._request_message(
+            row, plan, quorum=quorum, expires_at=expires_at, changes=changes
         )
-        if ts is not None:
-            requests_db.set_request_message(self.db, request_id, row["channel"], ts)
+        text = blocks.approval_text(plan, self._no(plan.step))
+        return Post(text, plan.step, "approval", body, metadata)
 
-    async def _post_checklist(self, row: Row, step: str, plan: Plan) -> None:
+    def checklist_post(self, row: Row, step: str, plan: Plan) -> Post:
         settings = self.settings_of(row)
         retained = settings.retain[0] if settings.retain else "the retained Global Administrator"
         footer = (
@@ -257,10 +357,9 @@ class ClosureOutput:
                 " 'tenant not found' answers."
             )
         title = f"Step {self._no(step)}, {STEP_TITLES[step]}: checklist for a Global Administrator"
-        await self.say(
-            row["id"],
+        return Post(
             title + "\n" + "\n".join(plan.checklist),
-            step=step,
-            kind="checklist",
-            blocks_=blocks.checklist_blocks(title, plan.checklist, footer),
+            step,
+            "checklist",
+            blocks.checklist_blocks(title, plan.checklist, footer),
         )

@@ -32,7 +32,13 @@ PHASES: tuple[str, ...] = (
 )
 FINAL_STATES: tuple[str, ...] = ("closed", "aborted")
 # Phases in which a failure can happen and to which `retry` returns.
-RESUMABLE_PHASES: tuple[str, ...] = ("planning", "executing", "waiting_external", "verifying")
+RESUMABLE_PHASES: tuple[str, ...] = (
+    "planning",
+    "awaiting_approval",
+    "executing",
+    "waiting_external",
+    "verifying",
+)
 # Phases that wait on people (or nothing) rather than on the runner.
 IDLE_PHASES: tuple[str, ...] = ("awaiting_approval", "blocked", "rejected", "failed")
 

@@ -199,3 +199,8 @@ def update_step(db: Database, closure_id: str, step: str, **fields: Any) -> None
             f" ON CONFLICT (closure_id, step) DO UPDATE SET {updates}",
             values,
         )
+
+
+def mark_status_sending(db: Database, closure_id: str, at: float) -> None:
+    with db.atomic():
+        db.execute("UPDATE closures SET status_sending_at = ? WHERE id = ?", [at, closure_id])

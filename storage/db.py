@@ -159,3 +159,29 @@ def m003_reminders(db: Database) -> None:
         ALTER TABLE steps ADD COLUMN reminded_at REAL;
         """
     )
+
+
+@migrations()
+def m004_outbox(db: Database) -> None:
+    db.executescript(
+        """
+        -- Thread posts, written in the same transaction as the state change they report and
+        -- posted in order; `sending_at` marks an attempt so a crash mid-post is reconciled
+        -- against Slack instead of posting twice.
+        CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY,
+            closure_id TEXT NOT NULL REFERENCES closures(id),
+            step TEXT,
+            kind TEXT NOT NULL,
+            text TEXT NOT NULL,
+            blocks TEXT,
+            metadata TEXT,
+            request_id INTEGER REFERENCES requests(id),
+            created_at REAL NOT NULL,
+            sending_at REAL,
+            ts TEXT
+        );
+        CREATE INDEX outbox_pending ON outbox(closure_id, id) WHERE ts IS NULL;
+        ALTER TABLE closures ADD COLUMN status_sending_at REAL;
+        """
+    )

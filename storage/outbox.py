@@ -1,0 +1,75 @@
+"""Thread posts waiting to be sent: written with the state change they report, sent in order."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlite_utils import Database
+
+from storage.closures import Row, _rows
+
+
+def enqueue(
+    db: Database,
+    *,
+    closure_id: str,
+    step: str | None,
+    kind: str,
+    text: str,
+    blocks: list[dict[str, Any]] | None,
+    metadata: dict[str, Any] | None,
+    request_id: int | None,
+    at: float,
+) -> int:
+    with db.atomic():
+        cursor = db.execute(
+            "INSERT INTO outbox (closure_id, step, kind, text, blocks, metadata, request_id,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                closure_id,
+                step,
+                kind,
+                text,
+                json.dumps(blocks) if blocks is not None else None,
+                json.dumps(metadata) if metadata is not None else None,
+                request_id,
+                at,
+            ],
+        )
+        post_id = cursor.lastrowid
+    assert post_id is not None
+    return post_id
+
+
+def pending(db: Database, closure_id: str) -> list[Row]:
+    rows = _rows(
+        db.execute(
+            "SELECT * FROM outbox WHERE closure_id = ? AND ts IS NULL ORDER BY id", [closure_id]
+        )
+    )
+    for row in rows:
+        for key in ("blocks", "metadata"):
+            if isinstance(row[key], str):
+                row[key] = json.loads(row[key])
+    return rows
+
+
+def mark_sending(db: Database, post_id: int, at: float) -> None:
+    with db.atomic():
+        db.execute("UPDATE outbox SET sending_at = ? WHERE id = ?", [at, post_id])
+
+
+def mark_sent(db: Database, post_id: int, ts: str) -> None:
+    with db.atomic():
+        db.execute("UPDATE outbox SET ts = ? WHERE id = ?", [ts, post_id])
+
+
+def sent(db: Database, closure_id: str) -> list[Row]:
+    return _rows(
+        db.execute(
+            "SELECT id, kind, step, ts FROM outbox WHERE closure_id = ? AND ts IS NOT NULL"
+            " ORDER BY id",
+            [closure_id],
+        )
+    )
