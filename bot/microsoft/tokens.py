@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 from typing import Any
 
@@ -11,6 +12,9 @@ import msal
 import requests
 
 from bot.config import TenantSettings
+
+
+MSAL_TIMEOUT = 30.0  # seconds per request to the authority
 
 
 class TokenError(Exception):
@@ -23,6 +27,9 @@ def http_session(ca_bundle: str | None) -> requests.Session:
     session.trust_env = False  # REQUESTS_CA_BUNDLE would otherwise override `verify`
     if ca_bundle:
         session.verify = ca_bundle
+    # MSAL ignores its own `timeout` when handed a session; a silent authority must not
+    # stall a closure forever.
+    session.request = functools.partial(session.request, timeout=MSAL_TIMEOUT)  # type: ignore[method-assign]
     return session
 
 
