@@ -13,7 +13,6 @@ import requests
 
 from bot.config import TenantSettings
 
-
 MSAL_TIMEOUT = 30.0  # seconds per request to the authority
 
 
