@@ -12,6 +12,8 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from bot.microsoft.pacing import WritePacer
+
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 MAX_BATCH = 20
 
@@ -82,6 +84,7 @@ class Graph:
         backoff_base: float = 1.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         on_request: Callable[[str, str, int], None] | None = None,
+        pacer: WritePacer | None = None,
     ) -> None:
         self.session = session
         self.graph_url = graph_url.rstrip("/")
@@ -91,6 +94,9 @@ class Graph:
         self.backoff_base = backoff_base
         self.sleep = sleep
         self.on_request = on_request
+        self.pacer = pacer or WritePacer(sleep=sleep)
+        self.throttled = 0  # 429 answers seen (whole requests and $batch sub-requests)
+        self.sent = 0  # requests sent (whole requests and $batch sub-requests)
 
     def url(self, path: str, beta: bool = False) -> str:
         if path.startswith("https://") or path.startswith("http://"):
@@ -133,7 +139,9 @@ class Graph:
         refreshed = False
         attempt = 0
         while True:
+            await self._pace(method, path, 1)
             try:
+                self.sent += 1
                 resp = await self._send(method, url, body, force_refresh=False)
             except (TimeoutError, aiohttp.ClientConnectionError) as exc:
                 attempt += 1
@@ -145,6 +153,8 @@ class Graph:
                 continue
             if self.on_request is not None:
                 self.on_request(method, path, resp.status)
+            if method != "GET":
+                self.pacer.observe(resp.headers)
             if resp.ok or resp.status in ok_statuses:
                 return resp
             if resp.status == 401 and not refreshed:
@@ -152,10 +162,21 @@ class Graph:
                 await self.tokens.token(force_refresh=True)
                 continue
             if resp.status in RETRYABLE_STATUS and attempt + 1 < self.max_attempts:
-                await self.sleep(retry_after(resp.headers, attempt, self.backoff_base))
+                wait = retry_after(resp.headers, attempt, self.backoff_base)
+                if resp.status == 429:
+                    self.throttled += 1
+                    if method != "GET":
+                        self.pacer.pause(wait)
+                await self.sleep(wait)
                 attempt += 1
                 continue
             raise error_of(resp.status, resp.body, path)
+
+    async def _pace(self, method: str, path: str, writes: int) -> None:
+        if "/identity/conditionalAccess" in path:
+            await self.pacer.conditional_access()
+        if method not in ("GET", "HEAD") and not path.endswith("/$batch"):
+            await self.pacer.writes(writes)
 
     async def get(self, path: str, *, beta: bool = False) -> dict[str, Any]:
         return (await self.request("GET", path, beta=beta)).body
@@ -206,6 +227,7 @@ class Graph:
                         for r in pending
                     ]
                 }
+                await self.pacer.writes(sum(r.method != "GET" for r in pending))
                 outer = await self.request("POST", "/$batch", body=envelope, beta=beta)
                 by_id = {str(r.get("id")): r for r in outer.body.get("responses", [])}
                 retry: list[BatchRequest] = []
@@ -216,11 +238,17 @@ class Graph:
                     headers = {str(k): str(v) for k, v in (sub.get("headers") or {}).items()}
                     body = sub.get("body") if isinstance(sub.get("body"), dict) else {}
                     resp = Response(status, body or {}, headers)
+                    self.sent += 1
+                    if req.method != "GET":
+                        self.pacer.observe(headers)
                     if self.on_request is not None:
                         self.on_request(req.method, req.url, status)
                     if status in RETRYABLE_STATUS and attempt + 1 < self.max_attempts:
                         retry.append(req)
                         wait = max(wait, retry_after(headers, attempt, self.backoff_base))
+                        if status == 429:
+                            self.throttled += 1
+                            self.pacer.pause(wait)
                         continue
                     results[req.id] = resp
                 if retry:
