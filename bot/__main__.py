@@ -87,7 +87,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.users < 2:
         raise CliError("--users: must be at least 2")
     db = str(Path(args.db).resolve()) if args.db else None
-    return asyncio.run(run_demo(users=args.users, seed=args.seed, db_path=db))
+    return asyncio.run(
+        run_demo(users=args.users, seed=args.seed, db_path=db, rollback=args.rollback)
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -100,6 +102,9 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--users", type=int, default=250)
     demo.add_argument("--seed", type=int, default=1)
     demo.add_argument("--db", default=None, help="database file (default: a temporary one)")
+    demo.add_argument(
+        "--rollback", action="store_true", help="roll the closure back after step 2 instead"
+    )
     demo.set_defaults(func=cmd_demo)
     run = sub.add_parser("run", help="run the bot")
     run.add_argument("--config", required=True)

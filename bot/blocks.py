@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from statemachine.closure import STEP_TITLES, STEPS, split_state
+from statemachine.closure import ROLLBACK, STEP_TITLES, STEPS, split_state
 from statemachine.plan import Plan
 
 Block = dict[str, Any]
@@ -31,6 +31,11 @@ KIND_LABEL = {
     "deleted_user": "soft-deleted users to purge (irreversible)",
     "application": "app registrations",
     "service_principal": "enterprise applications (service principals)",
+    "restore_user": "deleted users to restore",
+    "restore_security_defaults": "security defaults to turn back on",
+    "restore_ca_policy": "conditional access policies to put back to their recorded state",
+    "restore_per_user_mfa": "per-user MFA settings to put back",
+    "reactivate_subscription": "cancelled subscriptions to reactivate (checklist follows)",
 }
 VERB = {
     "delete_users": "will be deleted (soft delete: restorable for 30 days until step 5)",
@@ -38,6 +43,7 @@ VERB = {
     "delete_disabled_subscriptions": "must be deleted (checklist follows after approval)",
     "disable_mfa": "will be turned off",
     "delete_directory": "will be removed for good",
+    ROLLBACK: "will be restored",
 }
 
 
@@ -96,6 +102,7 @@ class StatusView:
     note: str | None = None
     approvals: Mapping[str, Sequence[str]] = field(default_factory=dict)  # step -> approvers
     progress: Progress | None = None
+    rollback_possible: bool | None = None  # None: not worth saying (finished, rolled back)
 
 
 def status_text(view: StatusView) -> str:
@@ -104,7 +111,9 @@ def status_text(view: StatusView) -> str:
 
 def status_blocks(view: StatusView) -> list[Block]:
     current, phase = split_state(view.state)
-    title = {"closed": "closed", "aborted": "aborted"}.get(phase, "in progress")
+    title = {"closed": "closed", "aborted": "aborted", "rolled_back": "rolled back"}.get(
+        phase, "rolling back" if current == ROLLBACK else "in progress"
+    )
     name = f"{view.display_name} · " if view.display_name else ""
     blocks: list[Block] = [
         {"type": "header", "text": {"type": "plain_text", "text": f"Closing {view.tenant}"[:150]}},
@@ -114,46 +123,62 @@ def status_blocks(view: StatusView) -> list[Block]:
         ),
     ]
     lines = []
-    reached = current is None and phase == "closed"
-    index = STEPS.index(current) if current else len(STEPS)
+    closed = current is None and phase == "closed"
+    index = STEPS.index(current) if current in STEPS else len(STEPS)
+    undone = current == ROLLBACK or phase in ("rolled_back", "aborted")
     for n, step in enumerate(STEPS, start=1):
-        if reached or n - 1 < index:
-            mark, label = ":white_check_mark:", "done"
-        elif step == current:
+        approved = view.approvals.get(step)
+        if step == current:
             mark = {
                 "blocked": ":no_entry:",
                 "rejected": ":x:",
                 "failed": ":warning:",
             }.get(phase, ":arrow_forward:")
             label = PHASE_LABEL.get(phase, phase)
+        elif closed or (n - 1 < index and not undone):
+            mark, label = ":white_check_mark:", "done"
+        elif undone and approved:
+            mark = ":leftwards_arrow_with_hook:" if phase != "aborted" else ":black_circle:"
+            label = {"rolled_back": "undone", "aborted": "done before the abort"}.get(
+                phase, "being undone"
+            )
+        elif undone:
+            mark, label = ":black_circle:", "not run"
         else:
             mark, label = ":white_circle:", "pending"
-        if phase == "aborted" and n - 1 >= index:
-            mark, label = ":black_circle:", "not run"
-        approved = view.approvals.get(step)
         extra = f" · approved by {mentions(approved)}" if approved else ""
         if step == current and view.progress and phase == "executing":
             extra += f" · {view.progress.line()}"
         lines.append(f"{mark} {n}. {STEP_TITLES[step]} — {label}{extra}")
+    if current == ROLLBACK or phase == "rolled_back":
+        label = "done" if phase == "rolled_back" else PHASE_LABEL.get(phase, phase)
+        extra = f" · {view.progress.line()}" if view.progress and phase == "executing" else ""
+        lines.append(f":leftwards_arrow_with_hook: {STEP_TITLES[ROLLBACK]} — {label}{extra}")
     blocks.append(_text("\n".join(lines)))
     if view.note:
         blocks.append(_context(view.note))
-    rollback = (
-        "Rollback is still possible (nothing has been purged)."
-        if phase not in ("closed",) and (current is None or STEPS.index(current) < 4)
-        else None
-    )
-    if current == "delete_directory" and phase in ("planning", "awaiting_approval", "blocked"):
-        rollback = "Rollback is still possible until step 5 is approved and starts purging."
-    elif current == "delete_directory":
-        rollback = "Point of no return passed: this closure can no longer be rolled back."
-    if rollback and phase != "aborted":
-        blocks.append(_context(rollback))
+    if view.rollback_possible is True and current is not None and current != ROLLBACK:
+        blocks.append(
+            _context(
+                ":leftwards_arrow_with_hook: Rollback is still possible"
+                " (`/close-account rollback` until step 5 starts purging)."
+            )
+        )
+    elif view.rollback_possible is False:
+        blocks.append(_context("Point of no return passed: this closure can no longer be undone."))
     return blocks
 
 
-def approval_text(plan: Plan, step_no: int) -> str:
-    return f"Approval needed for step {step_no}/5, {STEP_TITLES[plan.step]}: {plan.hash[:12]}"
+def _step_title(step: str) -> str:
+    if step == ROLLBACK:
+        return "the rollback"
+    return f"step {STEPS.index(step) + 1}/5"
+
+
+def approval_text(plan: Plan) -> str:
+    return (
+        f"Approval needed for {_step_title(plan.step)}, {STEP_TITLES[plan.step]}: {plan.hash[:12]}"
+    )
 
 
 def approval_blocks(
@@ -165,7 +190,6 @@ def approval_blocks(
     changes: Sequence[str] = (),
     outcome: str | None = None,
 ) -> list[Block]:
-    step_no = STEPS.index(plan.step) + 1
     facts = plan.facts
     blocks: list[Block] = [_text(f"*{outcome}*")] if outcome else []
     blocks += [
@@ -173,7 +197,7 @@ def approval_blocks(
             "type": "header",
             "text": {
                 "type": "plain_text",
-                "text": f"Approve step {step_no}/5: {STEP_TITLES[plan.step]}"[:150],
+                "text": f"Approve {_step_title(plan.step)}: {STEP_TITLES[plan.step]}"[:150],
             },
         },
         _text(

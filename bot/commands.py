@@ -11,7 +11,8 @@ from storage import closures as closures_db
 
 USAGE = (
     "Usage: `/close-account <tenant>` (or `start <tenant>`) · `status [<tenant>]` · `list` ·"
-    " `abort <tenant> [reason]` · `retry <tenant>` · `audit <tenant>` · `help`"
+    " `abort <tenant> [reason]` · `retry <tenant>` · `rollback <tenant>` · `audit <tenant>` ·"
+    " `help`"
 )
 HELP = (
     "*close-account-bot* closes a Microsoft 365 tenant in Microsoft's five steps, each one planned,"
@@ -19,7 +20,7 @@ HELP = (
     " executed and verified from Microsoft's side.\n" + USAGE
 )
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$")
-VERBS = frozenset({"start", "status", "list", "help", "abort", "retry", "audit"})
+VERBS = frozenset({"start", "status", "list", "help", "abort", "retry", "audit", "rollback"})
 
 
 @dataclass(frozen=True)
@@ -90,13 +91,17 @@ async def handle(runner: Runner, user: str, text: str) -> Reply:
         return await runner.abort(command.tenant, user, command.reason)
     if command.verb == "audit":
         return await runner.post_audit(command.tenant, user)
+    if command.verb == "rollback":
+        return await runner.rollback(command.tenant, user)
     return await runner.retry(command.tenant, user)
 
 
 def _describe(state: str) -> str:
     step, phase = split_state(state)
     if step is None:
-        return phase
+        return phase.replace("_", " ")
+    if step not in STEPS:
+        return f"{STEP_TITLES[step]}: {phase.replace('_', ' ')}"
     return f"step {STEPS.index(step) + 1}/5 {STEP_TITLES[step]}: {phase.replace('_', ' ')}"
 
 

@@ -230,14 +230,22 @@ class World:
 
     # --- scripted people ---------------------------------------------------------------------
 
-    def script_approvers(self, approvers: tuple[str, ...] = APPROVERS[:2]) -> None:
-        """Approvers who approve every request they see, once each."""
+    def script_approvers(
+        self, approvers: tuple[str, ...] = APPROVERS[:2], skip: tuple[str, ...] = ()
+    ) -> None:
+        """Approvers who approve every request they see (but for steps in `skip`), once each."""
+
+        def step_of(request: SimMessage) -> str:
+            return str((request.metadata or {}).get("event_payload", {}).get("step"))
 
         async def run() -> None:
             seen: set[str] = set()
             while True:
                 request = await self.slack.wait_for(
-                    lambda _: next((r for r in self.requests() if r.ts not in seen), None),
+                    lambda _: next(
+                        (r for r in self.requests() if r.ts not in seen and step_of(r) not in skip),
+                        None,
+                    ),
                     timeout=3600,
                 )
                 seen.add(request.ts)
@@ -260,8 +268,7 @@ class World:
                                 m
                                 for m in self.slack.messages
                                 if m.ts not in done
-                                and m.text.startswith("Step ")
-                                and "checklist" in m.text.split("\n")[0]
+                                and "checklist for a Global Administrator" in m.text.split("\n")[0]
                             ),
                             None,
                         ),
@@ -280,7 +287,9 @@ class World:
             async with http.post(f"{base}/delete", ssl=ssl_context) as resp:
                 resp.raise_for_status()
             return
-        action = "cancel" if "Cancel" in first else "delete"
+        action = (
+            "reactivate" if "Roll back" in first else "cancel" if "Cancel" in first else "delete"
+        )
         for sub_id in GUID_IN_PARENS.findall(text):
             async with http.post(
                 f"{base}/subscriptions/{sub_id}/{action}", ssl=ssl_context
@@ -325,6 +334,7 @@ async def run_demo(
     out: TextIO = sys.stdout,
     timeout: float = 55.0,
     on_world: Callable[[World], None] | None = None,
+    rollback: bool = False,
 ) -> int:
     started = time.monotonic()
     world = await World.create(users=users, seed=seed, db_path=Path(db_path) if db_path else None)
@@ -337,10 +347,13 @@ async def run_demo(
             f" {users} users; admin <@{ADMIN}>, approvers {', '.join(APPROVERS)} (quorum 2)\n"
             f"> {ADMIN} types: /close-account {world.tenant.name}\n"
         )
-        world.script_approvers()
+        # With --rollback, nobody approves step 3: the admin rolls back while it waits.
+        world.script_approvers(skip=("delete_disabled_subscriptions",) if rollback else ())
         world.script_admin()
         reply = await world.command(world.tenant.name)
         out.write(f"(only {ADMIN} sees) {reply}\n")
+        if rollback:
+            return await _rollback_demo(world, out, started, timeout)
         try:
             final = await world.slack.wait_for(
                 lambda _: (
@@ -364,3 +377,31 @@ async def run_demo(
         return 0 if final == "closed" and gone else 1
     finally:
         await world.close()
+
+
+async def _rollback_demo(world: World, out: TextIO, started: float, timeout: float) -> int:
+    """The admin changes their mind after step 2: users come back, subscriptions reactivate."""
+    before = len(world.tenant.users)
+    try:
+        await world.wait_state("delete_disabled_subscriptions.awaiting_approval", timeout=timeout)
+        out.write(f"\n> {ADMIN} types: /close-account rollback {world.tenant.name}\n")
+        reply = await world.command(f"rollback {world.tenant.name}")
+        out.write(f"(only {ADMIN} sees) {reply}\n")
+        final = await world.slack.wait_for(
+            lambda _: (
+                (s := world.state()) is not None
+                and (s == "rolled_back" or s.endswith((".failed", ".blocked", ".rejected")))
+                and s
+            ),
+            timeout=timeout,
+        )
+    except TimeoutError:
+        out.write(f"\nThe rollback demo did not finish (state {world.state()}).\n")
+        return 1
+    active = sum(s["status"] in ("Enabled", "Warning") for s in world.tenant.subscriptions)
+    restored = len(world.tenant.users)
+    out.write(
+        f"\nFinal state: {final}; users {restored}/{before};"
+        f" active subscriptions {active}; {time.monotonic() - started:.1f}s\n"
+    )
+    return 0 if final == "rolled_back" and restored == before else 1

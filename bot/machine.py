@@ -18,7 +18,6 @@ from statemachine.closure import (
     attach,
     detach,
     fire,
-    is_final,
     split_state,
 )
 from storage import approvals as requests_db
@@ -66,7 +65,7 @@ class ClosureMachine(ClosureOutput):
             return None
         async with self.lock(row["tenant"]):
             row = closures_db.get_closure(self.db, closure_id)
-            if row is None or is_final(row["state"]):
+            if row is None:  # final states move only where the machine allows (rollback)
                 return None
             if expected is not None and row["state"] not in (
                 (expected,) if isinstance(expected, str) else expected
@@ -136,7 +135,7 @@ class ClosureMachine(ClosureOutput):
             detail={"error": reason},
             posts=[
                 Post(
-                    f":warning: Step {self._no(step)} failed: {reason}\nAn admin can run"
+                    f":warning: {self._name(step)} failed: {reason}\nAn admin can run"
                     f" `/close-account retry {row['tenant']}` to resume it, or `abort`.",
                     step,
                 )
@@ -170,7 +169,7 @@ class ClosureMachine(ClosureOutput):
         return rules.tally(
             votes,
             approvers=self.directory.ids(settings.approvers),
-            requester=row["requester"],
+            requester=self.requester_of(row),
             quorum=req["quorum"],
             plan_hash=req["plan_hash"],
         )

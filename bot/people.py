@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from dataclasses import dataclass
 
@@ -10,6 +11,7 @@ from bot.phases import Phases
 from bot.thread import Post
 from statemachine import approvals as rules
 from statemachine.closure import (
+    ROLLBACK,
     STEPS,
     split_state,
     state_name,
@@ -45,7 +47,8 @@ class People(Phases):
                 missing = len(tenant.approvers) - len(active)
                 return Reply(
                     False,
-                    f"Refused: step {self._no(step)} needs {tenant.quorum_for(step)} approvals but"
+                    f"Refused: {self._name(step).lower()} needs {tenant.quorum_for(step)}"
+                    " approvals but"
                     f" only {len(eligible)} eligible approvers remain: the requester never counts"
                     + (
                         f", and {missing} configured approver(s) are deactivated or unknown in"
@@ -124,11 +127,69 @@ class People(Phases):
             row["state"],
             "retry",
             actor=user,
-            posts=[Post(f":repeat: <@{user}> retried step {self._no(step)}; {what}.", step)],
+            posts=[Post(f":repeat: <@{user}> retried {self._name(step).lower()}; {what}.", step)],
         ):
             self.spawn(row["id"])
             return Reply(True, f"Retrying {row['tenant']}: {what}.")
         return Reply(False, "Retry did not apply; try `status`.")
+
+    async def rollback(self, tenant_name: str, user: str) -> Reply:
+        """Start undoing what a closure changed, until step 5 starts acting (then refuse)."""
+        if not self.is_admin(user):
+            return Reply(False, "Only the configured admins may roll back a closure.")
+        tenant = self.settings.tenant(tenant_name)
+        if tenant is None:
+            return Reply(False, f"Unknown tenant `{tenant_name}`.")
+        row = closures_db.latest_closure_for(self.db, tenant.name)
+        if row is None:
+            return Reply(False, f"{tenant.name} has no closure to roll back.")
+        step, phase = split_state(row["state"])
+        if step == ROLLBACK:
+            return Reply(False, f"{tenant.name} is already rolling back ({row['state']}).")
+        if phase == "rolled_back":
+            return Reply(False, f"The last closure of {tenant.name} is already rolled back.")
+        if not self.rollback_possible(row):
+            return Reply(
+                False,
+                f"Refused: step 5 of {tenant.name} has started purging and deleting (the point"
+                " of no return); nothing can be rolled back now.",
+            )
+        eligible = rules.eligible_approvers(await self.directory.active_ids(tenant.approvers), user)
+        if len(eligible) < tenant.quorum_for(ROLLBACK):
+            return Reply(
+                False,
+                f"Refused: the rollback needs {tenant.quorum_for(ROLLBACK)} approvals but only"
+                f" {len(eligible)} eligible approvers remain (the requester never counts).",
+            )
+
+        def remember() -> list[Post]:
+            extra = {**row["extra"], "rollback_requester": user}
+            closures_db.save_closure(self.db, row["id"], at=self.clock(), extra=extra)
+            return []
+
+        try:
+            started = await self.transition(
+                row["id"],
+                row["state"],
+                "start_rollback",
+                actor=user,
+                also=remember,
+                posts=[
+                    Post(
+                        f":leftwards_arrow_with_hook: <@{user}> asked to roll back this closure;"
+                        " planning what to restore.",
+                        ROLLBACK,
+                    )
+                ],
+            )
+        except sqlite3.IntegrityError:
+            return Reply(
+                False, f"Another closure of {tenant.name} is open; finish or abort it first."
+            )
+        if not started:
+            return Reply(False, f"The closure of {tenant.name} changed state; try again.")
+        self.spawn(row["id"])
+        return Reply(True, f"Rolling back {tenant.name}: the plan and approval request follow.")
 
     async def post_audit(self, tenant_name: str, user: str) -> Reply:
         """Post the tenant's audit trail as CSV and JSON files in its latest closure's thread."""
@@ -199,7 +260,7 @@ class People(Phases):
         now = self.clock()
         action = ("veto" if kind == "veto" else "vote") if added else "withdrawal"
         refused = rules.refusal(
-            user, approvers=self.directory.ids(settings.approvers), requester=row["requester"]
+            user, approvers=self.directory.ids(settings.approvers), requester=self.requester_of(row)
         )
         if refused is None and added and not await self.directory.active(user, fresh=True):
             refused = "the Slack account is deactivated"

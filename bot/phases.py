@@ -9,10 +9,12 @@ from typing import Any
 
 from bot import blocks
 from bot.machine import ClosureMachine
+from bot.microsoft import rollback as rb
 from bot.microsoft import steps as ms
 from bot.thread import Post
 from statemachine import approvals as rules
 from statemachine.closure import (
+    ROLLBACK,
     STEP_TITLES,
     STEPS,
     split_state,
@@ -37,6 +39,7 @@ EXECUTORS: dict[str, ExecFn] = {
     "delete_users": ms.execute_delete_users,
     "disable_mfa": ms.execute_disable_mfa,
     "delete_directory": ms.execute_delete_directory,
+    ROLLBACK: rb.execute_rollback,
 }
 # Steps whose last part is done by a person in an admin center and re-checked by polling.
 HANDED_OFF = frozenset(
@@ -50,6 +53,21 @@ class Interrupted(Exception):
 
 
 class Phases(ClosureMachine):
+    async def _plan(self, row: Row, step: str, org: dict[str, Any]) -> Plan:
+        if step == ROLLBACK:
+            return await rb.plan_rollback(self.tenant_of(row), org, self.history(row))
+        return await PLANNERS[step](self.tenant_of(row), org)
+
+    def history(self, row: Row) -> dict[str, Plan]:
+        """The approved plans of the steps that started: what the closure changed, and from what."""
+        out: dict[str, Plan] = {}
+        for step, info in closures_db.steps_of(self.db, row["id"]).items():
+            if step in STEPS and info["plan_id"] and info["started_at"] is not None:
+                plan_row = closures_db.get_plan(self.db, info["plan_id"])
+                if plan_row is not None:
+                    out[step] = Plan.from_dict(plan_row["content"])
+        return out
+
     async def _phase(self, row: Row) -> float | None:
         step, phase = split_state(row["state"])
         assert step is not None
@@ -65,9 +83,8 @@ class Phases(ClosureMachine):
         return await handler(row, step)
 
     async def _planning(self, row: Row, step: str) -> float | None:
-        tenant = self.tenant_of(row)
         org = await self._organization(row)
-        plan = await PLANNERS[step](tenant, org)
+        plan = await self._plan(row, step, org)
         now = self.clock()
         settings = self.settings_of(row)
         plan_id = closures_db.save_plan(
@@ -89,7 +106,7 @@ class Phases(ClosureMachine):
             plan_hash=plan.hash,
             detail={"counts": plan.counts(), "blockers": list(plan.blockers), "plan_id": plan_id},
         )
-        no = self._no(step)
+        name = self._name(step)
         if plan.blockers:
             reason = " ".join(plan.blockers)
             await self.transition(
@@ -100,7 +117,7 @@ class Phases(ClosureMachine):
                 plan_hash=plan.hash,
                 posts=[
                     Post(
-                        f":no_entry: Step {no} ({STEP_TITLES[step]}) is blocked:\n"
+                        f":no_entry: {name} ({STEP_TITLES[step]}) is blocked:\n"
                         + "\n".join(f"• {b}" for b in plan.blockers)
                         + f"\nAfter the fix, an admin runs `/close-account retry {row['tenant']}`.",
                         step,
@@ -114,7 +131,7 @@ class Phases(ClosureMachine):
                 row["state"],
                 "nothing_to_do",
                 plan_hash=plan.hash,
-                posts=[Post(f"Step {no} ({STEP_TITLES[step]}): nothing to do; verifying.", step)],
+                posts=[Post(f"{name} ({STEP_TITLES[step]}): nothing to do; verifying.", step)],
             )
             return None
         quorum = settings.quorum_for(step)
@@ -174,7 +191,7 @@ class Phases(ClosureMachine):
                 also=reject,
                 posts=[
                     Post(
-                        f":x: Step {self._no(step)} was {reason}. Nothing was changed. An admin"
+                        f":x: {self._name(step)} was {reason}. Nothing was changed. An admin"
                         f" can `/close-account retry {row['tenant']}` (re-reads the plan and asks"
                         " again) or `abort` it.",
                         step,
@@ -186,7 +203,7 @@ class Phases(ClosureMachine):
         if tally.met:
             # Rule 3: re-read the inventory right before acting.
             org = await self._organization(row)
-            fresh = await PLANNERS[step](self.tenant_of(row), org)
+            fresh = await self._plan(row, step, org)
             if fresh.hash != req["plan_hash"] or fresh.blockers:
                 change = diff(plan, fresh)
                 lines = [f"• added: `{i.name or i.id}`" for i in change.added[:10]]
@@ -209,8 +226,9 @@ class Phases(ClosureMachine):
                     detail={"why": "plan changed", "changes": lines},
                     posts=[
                         Post(
-                            f":arrows_counterclockwise: The inventory for step {self._no(step)}"
-                            " changed since it was approved; the approvals are void and a new"
+                            ":arrows_counterclockwise: The inventory for"
+                            f" {self._name(step).lower()} changed since it was approved; the"
+                            " approvals are void and a new"
                             " request follows."
                             "\n" + "\n".join(lines),
                             step,
@@ -246,7 +264,7 @@ class Phases(ClosureMachine):
                 detail={"approvers": list(tally.approvals)},
                 posts=[
                     Post(
-                        f":white_check_mark: Step {self._no(step)} approved by"
+                        f":white_check_mark: {self._name(step)} approved by"
                         f" {blocks.mentions(tally.approvals)} (plan `{req['plan_hash'][:12]}`);"
                         " starting.",
                         step,
@@ -271,7 +289,7 @@ class Phases(ClosureMachine):
                 detail={"why": "expired"},
                 posts=[
                     Post(
-                        f":hourglass: The approval request for step {self._no(step)} expired"
+                        f":hourglass: The approval request for {self._name(step).lower()} expired"
                         f" ({tally.missing} approval(s) missing); a fresh plan follows.",
                         step,
                     )
@@ -290,7 +308,7 @@ class Phases(ClosureMachine):
             return due
         requests_db.set_reminded(self.db, req["id"], now)  # first: a reminder fires once
         eligible = rules.eligible_approvers(
-            await self.directory.active_ids(self.settings_of(row).approvers), row["requester"]
+            await self.directory.active_ids(self.settings_of(row).approvers), self.requester_of(row)
         )
         waiting = [a for a in eligible if a not in tally.approvals]
         audit.append(
@@ -306,19 +324,24 @@ class Phases(ClosureMachine):
         )
         await self.say(
             row["id"],
-            f":bell: Reminder: step {self._no(req['step'])} still needs {tally.missing} more"
+            f":bell: Reminder: {self._name(req['step']).lower()} still needs {tally.missing} more"
             f" approval(s) from {blocks.mentions(waiting)}; the request expires"
             f" {blocks.slack_date(req['expires_at'])}.",
             step=req["step"],
         )
         return now + interval
 
-    async def _executing(self, row: Row, step: str) -> float | None:
+    def _approved(self, row: Row, step: str) -> Plan:
+        """The plan approved for `step` of this closure."""
         info = closures_db.get_step(self.db, row["id"], step)
         plan_row = closures_db.get_plan(self.db, info["plan_id"]) if info["plan_id"] else None
         if plan_row is None:
             raise ms.StepError("no approved plan recorded for this step")
-        plan = Plan.from_dict(plan_row["content"])
+        return Plan.from_dict(plan_row["content"])
+
+    async def _executing(self, row: Row, step: str) -> float | None:
+        info = closures_db.get_step(self.db, row["id"], step)
+        plan = self._approved(row, step)
         executor = EXECUTORS.get(step)
         if executor is not None:
             await self._organization(row)  # the right tenant, right before destroying
@@ -349,7 +372,7 @@ class Phases(ClosureMachine):
                 plan_hash=plan.hash,
                 detail={"counts": plan.counts(), "elapsed_s": round(self.clock() - started, 3)},
             )
-        if step in HANDED_OFF:
+        if step in HANDED_OFF or (step == ROLLBACK and plan.checklist):
             await self.transition(
                 row["id"],
                 row["state"],
@@ -365,7 +388,7 @@ class Phases(ClosureMachine):
             plan_hash=plan.hash,
             posts=[
                 Post(
-                    f"Step {self._no(step)}: {len(plan.items):,} changes made through Graph;"
+                    f"{self._name(step)}: {len(plan.items):,} changes made through Graph;"
                     " verifying from Microsoft's side.",
                     step,
                 )
@@ -393,6 +416,9 @@ class Phases(ClosureMachine):
                     f"tenant-not-found answers: {checks}/{self.settings.timing.tenant_gone_checks}"
                 ]
             )
+        elif step == ROLLBACK:
+            remaining = await rb.check_rollback(self.tenant_of(row), self._approved(row, step))
+            closures_db.update_step(self.db, row["id"], step, next_check_at=now + poll)
         else:
             check = (
                 ms.check_cancel_subscriptions
@@ -406,7 +432,7 @@ class Phases(ClosureMachine):
                 row["id"],
                 row["state"],
                 "external_done",
-                posts=[Post(f"Microsoft shows step {self._no(step)} done; verifying.", step)],
+                posts=[Post(f"Microsoft shows {self._name(step).lower()} done; verifying.", step)],
             )
             return None
         before = info["detail"].get("remaining")
@@ -417,7 +443,7 @@ class Phases(ClosureMachine):
             elif before is not None or not remaining[0].endswith(
                 f" 0/{self.settings.timing.tenant_gone_checks}"
             ):
-                await self.say(row["id"], f"Step {self._no(step)}: {remaining[0]}.", step=step)
+                await self.say(row["id"], f"{self._name(step)}: {remaining[0]}.", step=step)
         return min(poll, await self._remind_admin(row, step, info, remaining) - now)
 
     async def _seen_done(self, row: Row, step: str, before: list[str], now_: list[str]) -> None:
@@ -435,7 +461,7 @@ class Phases(ClosureMachine):
                 detail={"item": item},
             )
         lines = [f"• done: {d}" for d in done] + [f"• waiting on: {r}" for r in now_]
-        await self.say(row["id"], f"Step {self._no(step)}:\n" + "\n".join(lines), step=step)
+        await self.say(row["id"], f"{self._name(step)}:\n" + "\n".join(lines), step=step)
 
     async def _remind_admin(self, row: Row, step: str, info: Row, remaining: list[str]) -> float:
         """Nudge the admin once per reminder_interval while a checklist is not done."""
@@ -458,8 +484,9 @@ class Phases(ClosureMachine):
         retained = ", ".join(self.settings_of(row).retain)
         await self.say(
             row["id"],
-            f":bell: Reminder: step {self._no(step)} is still waiting on a Global Administrator"
-            f" ({retained}) in the admin center:\n" + "\n".join(f"• {r}" for r in remaining),
+            f":bell: Reminder: {self._name(step).lower()} is still waiting on a Global"
+            f" Administrator ({retained}) in the admin center:\n"
+            + "\n".join(f"• {r}" for r in remaining),
             step=step,
         )
         return now + interval
@@ -475,12 +502,17 @@ class Phases(ClosureMachine):
             problems = await ms.check_cancel_subscriptions(tenant)
         elif step == "delete_disabled_subscriptions":
             problems = await ms.check_delete_disabled_subscriptions(tenant)
+        elif step == ROLLBACK:
+            plan = self._approved(row, step)
+            problems = await rb.verify_rollback(tenant, plan)
+            if problems and not await rb.check_rollback(tenant, plan):
+                raise ms.StepError("rollback verification failed: " + "; ".join(problems))
         else:
             info = closures_db.get_step(self.db, row["id"], step)
             needed = self.settings.timing.tenant_gone_checks
             problems = [] if info["checks"] >= needed else [f"{info['checks']}/{needed} checks"]
         if problems:
-            if step in HANDED_OFF:
+            if step in HANDED_OFF or step == ROLLBACK:
                 closures_db.update_step(self.db, row["id"], step, next_check_at=None)
                 await self.transition(
                     row["id"], row["state"], "not_yet", detail={"problems": problems}
@@ -493,7 +525,7 @@ class Phases(ClosureMachine):
 
         posts = [
             Post(
-                f":white_check_mark: Step {self._no(step)} ({STEP_TITLES[step]}) verified from"
+                f":white_check_mark: {self._name(step)} ({STEP_TITLES[step]}) verified from"
                 " Microsoft's side.",
                 step,
             )

@@ -17,6 +17,7 @@ from bot.identity import Directory
 from bot.microsoft import steps as ms
 from statemachine import approvals as rules
 from statemachine.closure import (
+    ROLLBACK,
     STEP_TITLES,
     STEPS,
     split_state,
@@ -65,8 +66,27 @@ class ClosureOutput:
     def settings_of(self, row: Row) -> TenantSettings:
         return self.tenants[row["tenant"]].settings
 
+    def requester_of(self, row: Row) -> str:
+        """Who asked for what is being approved now: the closure, or its rollback."""
+        if split_state(row["state"])[0] == ROLLBACK:
+            return str(row["extra"].get("rollback_requester") or row["requester"])
+        return str(row["requester"])
+
+    def rollback_possible(self, row: Row) -> bool | None:
+        """Whether `rollback` may still run: until step 5's approval starts the purge.
+        None where it is not worth saying (closed, rolled back, rolling back)."""
+        step, phase = split_state(row["state"])
+        if phase in ("closed", "rolled_back") or step == ROLLBACK:
+            return None
+        started = closures_db.get_step(self.db, row["id"], STEPS[-1])["started_at"]
+        return started is None
+
     def _no(self, step: str | None) -> int:
-        return STEPS.index(step) + 1 if step else 0
+        return STEPS.index(step) + 1 if step in STEPS else 0
+
+    def _name(self, step: str | None) -> str:
+        """'Step 2' for a step of the runbook, 'The rollback' for a rollback."""
+        return f"Step {self._no(step)}" if step in STEPS else "The rollback"
 
     def enqueue(self, closure_id: str, post: Post) -> int:
         """Queue a thread post; inside a transaction it commits with the state change."""
@@ -202,6 +222,7 @@ class ClosureOutput:
             requester=row["requester"],
             display_name=row["extra"].get("display_name"),
             note=note,
+            rollback_possible=self.rollback_possible(row),
             approvals=approved,
             progress=progress,
         )
@@ -288,7 +309,7 @@ class ClosureOutput:
     ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         settings = self.settings_of(row)
         eligible = rules.eligible_approvers(
-            await self.directory.active_ids(settings.approvers), row["requester"]
+            await self.directory.active_ids(settings.approvers), self.requester_of(row)
         )
         body = blocks.approval_blocks(
             plan,
@@ -327,7 +348,7 @@ class ClosureOutput:
         await self.client.chat_update(
             channel=req["channel"],
             ts=req["ts"],
-            text=f"{outcome}: " + blocks.approval_text(plan, self._no(plan.step)),
+            text=f"{outcome}: " + blocks.approval_text(plan),
             blocks=body,
             metadata=metadata,
         )
@@ -339,7 +360,7 @@ class ClosureOutput:
         body, metadata = await self._request_message(
             row, plan, quorum=quorum, expires_at=expires_at, changes=changes
         )
-        text = blocks.approval_text(plan, self._no(plan.step))
+        text = blocks.approval_text(plan)
         return Post(text, plan.step, "approval", body, metadata)
 
     def checklist_post(self, row: Row, step: str, plan: Plan) -> Post:
@@ -356,7 +377,7 @@ class ClosureOutput:
                 f" after {self.settings.timing.tenant_gone_checks} consecutive"
                 " 'tenant not found' answers."
             )
-        title = f"Step {self._no(step)}, {STEP_TITLES[step]}: checklist for a Global Administrator"
+        title = f"{self._name(step)}, {STEP_TITLES[step]}: checklist for a Global Administrator"
         return Post(
             title + "\n" + "\n".join(plan.checklist),
             step,

@@ -30,7 +30,16 @@ PHASES: tuple[str, ...] = (
     "rejected",
     "failed",
 )
-FINAL_STATES: tuple[str, ...] = ("closed", "aborted")
+FINAL_STATES: tuple[str, ...] = ("closed", "aborted", "rolled_back")
+# A rollback runs as its own step, `rollback.<phase>`, and ends `rolled_back`.
+ROLLBACK = "rollback"
+# Phases of step 5 before it acts: until its approval starts the purge, rollback is possible.
+BEFORE_POINT_OF_NO_RETURN: tuple[str, ...] = (
+    "planning",
+    "awaiting_approval",
+    "blocked",
+    "rejected",
+)
 # Phases in which a failure can happen and to which `retry` returns.
 RESUMABLE_PHASES: tuple[str, ...] = (
     "planning",
@@ -43,6 +52,7 @@ RESUMABLE_PHASES: tuple[str, ...] = (
 IDLE_PHASES: tuple[str, ...] = ("awaiting_approval", "blocked", "rejected", "failed")
 
 STEP_TITLES: dict[str, str] = {
+    ROLLBACK: "Roll back what the closure changed",
     "delete_users": "Delete users",
     "cancel_subscriptions": "Cancel all active subscriptions",
     "delete_disabled_subscriptions": "Delete all disabled subscriptions",
@@ -64,7 +74,16 @@ def split_state(state: str) -> tuple[str | None, str]:
 
 
 def all_states() -> list[str]:
-    return [state_name(s, p) for s in STEPS for p in PHASES] + list(FINAL_STATES)
+    return [state_name(s, p) for s in (*STEPS, ROLLBACK) for p in PHASES] + list(FINAL_STATES)
+
+
+def rollback_sources() -> list[str]:
+    """States from which a rollback may start: anything before step 5 acts, and aborted."""
+    early = [state_name(s, p) for s in STEPS[:-1] for p in PHASES]
+    last = [state_name(STEPS[-1], p) for p in BEFORE_POINT_OF_NO_RETURN]
+    # A failure in step 5 before it acted is still before the point of no return; the runner
+    # checks the recorded start of step 5 as well.
+    return [*early, *last, state_name(STEPS[-1], "failed"), "aborted"]
 
 
 def is_final(state: str) -> bool:
@@ -72,6 +91,8 @@ def is_final(state: str) -> bool:
 
 
 def next_state_after(step: str) -> str:
+    if step == ROLLBACK:
+        return "rolled_back"
     index = STEPS.index(step)
     return state_name(STEPS[index + 1], "planning") if index + 1 < len(STEPS) else "closed"
 
@@ -120,7 +141,7 @@ def _transitions() -> list[dict[str, Any]]:
     def add(trigger: str, source: str | list[str], dest: str, **kw: Any) -> None:
         out.append({"trigger": trigger, "source": source, "dest": dest, **kw})
 
-    for step in STEPS:
+    for step in (*STEPS, ROLLBACK):
 
         def s(phase: str, step: str = step) -> str:
             return state_name(step, phase)
@@ -147,6 +168,7 @@ def _transitions() -> list[dict[str, Any]]:
                 after="forget_failure",
             )
     add("abort", [st for st in all_states() if not is_final(st)], "aborted")
+    add("start_rollback", rollback_sources(), state_name(ROLLBACK, "planning"))
     return out
 
 

@@ -314,6 +314,18 @@ class SimTenant:
         sub["status"] = "Deleted"
         self.schedule_deprovision(sub_id)
 
+    def reactivate_subscription(self, sub_id: str) -> None:
+        """Billing > Your products > Reactivate: a disabled (not deleted) subscription is active
+        again, as Microsoft allows while the subscription is still in its disabled period."""
+        sub = self._subscription(sub_id)
+        if sub["status"] in ACTIVE_STATUSES:
+            raise SimError(f"Subscription {sub['skuPartNumber']} is already {sub['status']}.")
+        if sub["status"] == "Deleted":
+            raise SimError(
+                f"Subscription {sub['skuPartNumber']} is deleted and can no longer be reactivated."
+            )
+        sub["status"] = "Enabled"
+
     def set_sync(self, enabled: bool) -> None:
         """Turn directory synchronization on or off; synced users become cloud users when off."""
         self.sync_enabled = enabled

@@ -312,7 +312,7 @@ class MicrosoftSimulator:
     async def _sim_sub(self, request: web.Request) -> web.Response:
         tenant = self._sim_tenant(request)
         sub_id, action = request.match_info["sub"], request.match_info["action"]
-        if action not in ("cancel", "delete"):
+        if action not in ("cancel", "delete", "reactivate"):
             return self._json(request, 404, {"error": "unknown action"}, tenant.tenant_id)
         sub = tenant.find_subscription(sub_id)
         if sub is None:
@@ -320,6 +320,8 @@ class MicrosoftSimulator:
         try:
             if action == "cancel":
                 tenant.cancel_subscription(sub_id)
+            elif action == "reactivate":
+                tenant.reactivate_subscription(sub_id)
             else:
                 tenant.delete_subscription(sub_id)
         except SimError as err:
