@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from bot.config import ConfigError, Settings, load_settings
+from storage.lock import InstanceLockedError
 
 
 class CliError(Exception):
@@ -45,17 +47,25 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 async def _check(settings: Settings) -> int:
-    from bot.doctor import check_tenant, table
-    from bot.service import start_service
+    """Reads only: no database, no Slack posts, no Graph writes."""
+    import aiohttp
 
-    service = await start_service(settings, port=0)
-    try:
-        await service.runner.stop()  # check only reads
-        lines = []
-        for tenant in service.runner.tenants.values():
-            lines += await check_tenant(tenant)
-    finally:
-        await service.stop()
+    from bot.doctor import check_slack, check_tenant, table
+    from bot.service import build_tenants, ca_bundle, slack_client, ssl_context
+
+    context = ssl_context(settings.ca_file)
+    bundle = ca_bundle(settings.ca_file)
+    async with aiohttp.ClientSession() as session:
+        tenants = build_tenants(settings, session, context, bundle)
+        try:
+            lines = await check_slack(slack_client(settings, context), settings)
+            for tenant in tenants.values():
+                lines += await check_tenant(tenant)
+        finally:
+            for tenant in tenants.values():
+                getattr(tenant.graph.tokens, "close", lambda: None)()
+            if bundle:
+                os.unlink(bundle)  # a small temp file
     print(table(lines))
     return 0 if all(line.ok for line in lines) else 1
 
@@ -129,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         code: int = args.func(args)
-    except (ConfigError, CliError) as exc:
+    except (ConfigError, CliError, InstanceLockedError) as exc:
         print(f"close-account-bot: {exc}", file=sys.stderr)
         return 2
     return code

@@ -33,8 +33,10 @@ def build_app(*, runner: Runner, client: AsyncWebClient, signing_secret: str | N
             await respond(text=reply.text, response_type="ephemeral")
 
     async def on_reaction(body: dict[str, Any], event: dict[str, Any], added: bool) -> None:
-        item = event.get("item") or {}
-        if item.get("type") != "message" or not body.get("event_id"):
+        item = event.get("item")
+        if not isinstance(item, dict) or item.get("type") != "message":
+            return
+        if not body.get("event_id"):
             return
         with runner.busy():
             await runner.reaction(

@@ -22,6 +22,7 @@ from typing import Any, TextIO
 import aiohttp
 
 from bot.config import Settings, load_settings
+from bot.doctor import BOT_SCOPES
 from bot.service import Service, start_service
 from bot.simulator.microsoft import MicrosoftSimulator, SimTenant
 from bot.simulator.slack import SimMessage, SimUser, SlackSimulator, render_message
@@ -134,7 +135,9 @@ class World:
             **{"name": "contoso", "users": users, "seed": seed, **(tenant or {})}
         )
         await ms.start()
-        slack = SlackSimulator(users=people())
+        # The simulated install grants exactly the manifest's scopes: a call needing any other
+        # scope fails with missing_scope, as it would in a real workspace.
+        slack = SlackSimulator(users=people(), bot_scopes=frozenset(BOT_SCOPES))
         await slack.start()
         config_path = directory / "close-account.toml"
         config_path.write_text(

@@ -1,34 +1,100 @@
-"""`close-account-bot check`: is every token, permission, role and account in place per tenant?"""
+"""`close-account-bot check`: is every token, permission, role, account and Slack scope in place?"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.config import Settings
 from bot.microsoft import steps as ms
 from bot.microsoft.graph import GraphError
 from bot.microsoft.tokens import TokenError, jwt_claims
 
-# Application permissions each step needs (steps.md); either of a tuple's names will do.
+# Application permissions the steps need (steps.md); any name of a tuple will do.
 REQUIRED_ROLES: tuple[tuple[str, ...], ...] = (
     ("User.ReadWrite.All", "User.DeleteRestore.All"),
     ("RoleManagement.Read.Directory", "RoleManagement.ReadWrite.Directory"),
     ("Organization.Read.All", "Organization.ReadWrite.All"),
-    ("Directory.Read.All", "Directory.ReadWrite.All"),
+    ("Policy.Read.All",),
     ("Policy.ReadWrite.SecurityDefaults",),
     ("Policy.ReadWrite.ConditionalAccess",),
-    ("Policy.Read.All",),
     ("Policy.ReadWrite.AuthenticationMethod",),
     ("Application.ReadWrite.All",),
+    ("Domain.Read.All", "Domain.ReadWrite.All", "Directory.Read.All"),
+)
+PRIVILEGED_AUTHENTICATION_ADMINISTRATOR = "7be44c8a-adaf-4e2a-84d6-ab2649e08a13"
+# The bot scopes manifest.yml asks for (a test keeps the two equal).
+BOT_SCOPES: tuple[str, ...] = (
+    "commands",
+    "chat:write",
+    "reactions:read",
+    "users:read",
+    "users:read.email",
+    "files:write",
+    "channels:history",
+    "groups:history",
+    "channels:read",
+    "groups:read",
 )
 
 
 @dataclass(frozen=True)
 class Line:
-    tenant: str
+    subject: str
     check: str
     ok: bool
     detail: str
     fix: str = ""
+
+
+async def check_slack(client: AsyncWebClient, settings: Settings) -> list[Line]:
+    """The bot token works, carries the manifest's scopes, and reaches the progress channel."""
+    try:
+        auth = await client.auth_test()
+    except SlackApiError as exc:
+        error = exc.response.get("error")
+        return [
+            Line("slack", "bot token", False, str(error), "reinstall the app; set SLACK_BOT_TOKEN")
+        ]
+    lines = [Line("slack", "bot token", True, f"{auth.get('user')} in {auth.get('team')}")]
+    granted = {s.strip() for s in str(auth.headers.get("x-oauth-scopes", "")).split(",") if s}
+    missing = [s for s in BOT_SCOPES if s not in granted]
+    lines.append(
+        Line(
+            "slack",
+            "scopes",
+            not missing,
+            "as in manifest.yml" if not missing else "missing " + ", ".join(missing),
+            "update the app from manifest.yml and reinstall it to the workspace",
+        )
+    )
+    channel = settings.slack.progress_channel
+    try:
+        info = await client.conversations_info(channel=channel)
+        member = bool((info.get("channel") or {}).get("is_member"))
+        lines.append(
+            Line(
+                "slack",
+                "progress channel",
+                member,
+                f"{channel} " + ("joined" if member else "not joined"),
+                f"invite the bot: /invite @close-account-bot in {channel}",
+            )
+        )
+    except SlackApiError as exc:
+        lines.append(
+            Line(
+                "slack",
+                "progress channel",
+                False,
+                f"{channel}: {exc.response.get('error')}",
+                "check slack.progress_channel and invite the bot to it",
+            )
+        )
+    return lines
 
 
 async def check_tenant(tenant: ms.Tenant) -> list[Line]:
@@ -36,8 +102,10 @@ async def check_tenant(tenant: ms.Tenant) -> list[Line]:
     lines: list[Line] = []
     try:
         token = await tenant.graph.tokens.token()
-    except TokenError as exc:
-        return [Line(name, "token", False, str(exc), "check client_id, the secret or certificate")]
+    except (TokenError, ValueError) as exc:
+        return [
+            Line(name, "token", False, str(exc), "check client_id and the secret or certificate")
+        ]
     claims = jwt_claims(token)
     lines.append(Line(name, "token", True, f"app {claims.get('appid', '?')}"))
     tid = claims.get("tid")
@@ -47,7 +115,7 @@ async def check_tenant(tenant: ms.Tenant) -> list[Line]:
             "token tenant",
             tid == tenant.tenant_id,
             f"tid {tid}",
-            "tenant_id in the config does not match the token",
+            "tenant_id in the config is not the tenant the credentials reach",
         )
     )
     roles = set(claims.get("roles") or [])
@@ -59,8 +127,8 @@ async def check_tenant(tenant: ms.Tenant) -> list[Line]:
                 f"permission {options[0]}",
                 ok,
                 "granted" if ok else "missing",
-                f"Entra admin center > App registrations > API permissions > add {options[0]}"
-                " (Application) and grant admin consent",
+                f"App registrations > API permissions > add {options[0]} (Application),"
+                " then grant admin consent",
             )
         )
     try:
@@ -80,9 +148,10 @@ async def check_tenant(tenant: ms.Tenant) -> list[Line]:
                 "directory sync",
                 not org["sync_enabled"],
                 "on" if org["sync_enabled"] else "off",
-                "turn off Entra Connect sync before step 1 (up to 72 h)",
+                "turn off Entra Connect sync before step 1 (it can take up to 72 h)",
             )
         )
+        lines.append(await _directory_role(tenant))
         admins = await ms.global_admins(tenant)
         for upn in tenant.settings.retain:
             ok = upn.lower() in admins
@@ -92,7 +161,7 @@ async def check_tenant(tenant: ms.Tenant) -> list[Line]:
                     f"retained {upn}",
                     ok,
                     "active Global Administrator" if ok else "not an active Global Administrator",
-                    "assign the Global Administrator role (active)",
+                    "Roles & admins > Global Administrator > add an active assignment",
                 )
             )
     except (GraphError, ms.StepError, TokenError) as exc:
@@ -100,15 +169,45 @@ async def check_tenant(tenant: ms.Tenant) -> list[Line]:
     return lines
 
 
-def table(lines: list[Line]) -> str:
-    rows = [("tenant", "check", "result", "detail", "fix")]
+async def _directory_role(tenant: ms.Tenant) -> Line:
+    """The app's service principal holds Privileged Authentication Administrator."""
+    name = tenant.settings.name
+    sps = await tenant.graph.get_all(
+        f"/servicePrincipals?$filter=appId eq '{tenant.settings.client_id}'"
+    )
+    if not sps:
+        return Line(
+            name,
+            "directory role",
+            False,
+            "no service principal for the app",
+            "grant admin consent to create the enterprise application",
+        )
+    assignments = await tenant.graph.get_all(
+        f"/roleManagement/directory/roleAssignments?$filter=principalId eq '{sps[0]['id']}'"
+    )
+    ok = any(
+        a.get("roleDefinitionId") == PRIVILEGED_AUTHENTICATION_ADMINISTRATOR for a in assignments
+    )
+    return Line(
+        name,
+        "directory role",
+        ok,
+        "Privileged Authentication Administrator" if ok else "missing",
+        "Roles & admins > Privileged Authentication Administrator > add the app"
+        " (needed to delete other administrators)",
+    )
+
+
+def table(lines: Sequence[Line]) -> str:
+    rows = [("subject", "check", "result", "detail", "fix")]
     rows += [
-        (ln.tenant, ln.check, "ok" if ln.ok else "FAIL", ln.detail, "" if ln.ok else ln.fix)
+        (ln.subject, ln.check, "ok" if ln.ok else "FAIL", ln.detail, "" if ln.ok else ln.fix)
         for ln in lines
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     return "\n".join(
-        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r[:4]))
-        + ("  " + r[4] if r[4] else "")
+        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r[:4])).rstrip()
+        + (f"  -> {r[4]}" if r[4] else "")
         for r in rows
     )

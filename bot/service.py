@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import ssl
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import aiohttp
 import certifi
@@ -23,16 +25,19 @@ from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncRateLimitErrorRetryHandler,
     AsyncServerErrorRetryHandler,
 )
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlite_utils import Database
 
 from bot.app import build_app
 from bot.config import Settings
 from bot.microsoft.graph import Graph
+from bot.microsoft.pacing import WritePacer
 from bot.microsoft.steps import Tenant
 from bot.microsoft.tokens import MsalTokens
 from bot.runner import Runner
 from storage.db import open_db
+from storage.lock import InstanceLock, acquire_instance_lock
 
 log = logging.getLogger("close_account_bot.service")
 SLACK_API = "https://slack.com/api/"
@@ -71,6 +76,32 @@ def slack_client(settings: Settings, context: ssl.SSLContext) -> AsyncWebClient:
     )
 
 
+def well_formed(body: bytes, content_type: str) -> bool:
+    """Whether a signed body has the shape of a Slack delivery (Bolt assumes it does)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    if content_type == "application/json":
+        try:
+            envelope = json.loads(text)
+        except ValueError:
+            return False
+        if not isinstance(envelope, dict):
+            return False
+        authorizations = envelope.get("authorizations", [])
+        return isinstance(envelope.get("event", {}), dict) and (
+            isinstance(authorizations, list) and all(isinstance(a, dict) for a in authorizations)
+        )
+    if "payload=" in text:  # interactivity: a form field holding JSON
+        payload = parse_qs(text).get("payload", ["{}"])[0]
+        try:
+            return isinstance(json.loads(payload), dict)
+        except ValueError:
+            return False
+    return True
+
+
 @dataclass
 class Service:
     settings: Settings
@@ -84,6 +115,7 @@ class Service:
     socket_handler: Any = None
     ready: bool = False
     _bundle: str | None = field(default=None, repr=False)
+    _lock: InstanceLock | None = field(default=None, repr=False)
 
     async def stop(self) -> None:
         await self.runner.stop()
@@ -97,14 +129,34 @@ class Service:
             if close is not None:
                 close()
         self.db.conn.close()
+        if self._lock is not None:
+            self._lock.release()
         if self._bundle:
             os.unlink(self._bundle)  # a small temp file; no need to leave the loop
 
 
 def build_web(service: Service) -> web.Application:
+    verifier = SignatureVerifier(service.settings.slack.signing_secret or "")
+
     async def slack_events(request: web.Request) -> web.StreamResponse:
-        bolt_request = await to_bolt_request(request)
-        bolt_response = await service.app.async_dispatch(bolt_request)
+        # The signature is checked on the raw bytes before anything parses them, so a forged
+        # or malformed body is a 401 (or 400), never a crash.
+        body = await request.read()
+        try:
+            valid = verifier.is_valid_request(body, dict(request.headers))
+        except (ValueError, TypeError):
+            valid = False
+        if not valid:
+            return web.json_response({"error": "invalid request"}, status=401)
+        if not well_formed(body, request.content_type):
+            log.warning("a signed but malformed request from Slack was refused")
+            return web.json_response({"error": "malformed request"}, status=400)
+        try:
+            bolt_request = await to_bolt_request(request)
+            bolt_response = await service.app.async_dispatch(bolt_request)
+        except (ValueError, TypeError, AttributeError, KeyError):
+            log.warning("a signed but malformed request from Slack was refused")
+            return web.json_response({"error": "malformed request"}, status=400)
         return await to_aiohttp_response(bolt_response)
 
     async def healthz(_: web.Request) -> web.StreamResponse:
@@ -119,9 +171,38 @@ def build_web(service: Service) -> web.Application:
         )
 
     web_app = web.Application()
-    web_app.router.add_post("/slack/events", slack_events)
+    # In Socket Mode Slack's requests arrive over the websocket, unsigned: an HTTP endpoint
+    # would accept forged commands and votes, so there is none.
+    if not service.settings.slack.app_token:
+        web_app.router.add_post("/slack/events", slack_events)
     web_app.router.add_get("/healthz", healthz)
     return web_app
+
+
+def build_tenants(
+    settings: Settings,
+    session: aiohttp.ClientSession,
+    context: ssl.SSLContext,
+    bundle: str | None,
+    *,
+    graph_backoff: float = 1.0,
+    pacer: Callable[[], WritePacer] | None = None,
+) -> dict[str, Tenant]:
+    """One MSAL app and one Graph client per configured tenant, over the shared session."""
+    return {
+        t.name: Tenant(
+            t,
+            Graph(
+                session,
+                graph_url=t.graph_url,
+                tokens=MsalTokens(t, ca_bundle=bundle),
+                ssl_context=context,
+                backoff_base=graph_backoff,
+                pacer=pacer() if pacer is not None else None,
+            ),
+        )
+        for t in settings.tenants
+    }
 
 
 async def start_service(
@@ -133,24 +214,31 @@ async def start_service(
     graph_backoff: float = 1.0,
 ) -> Service:
     """Start the bot: HTTP server (and Socket Mode if configured), then resume closures."""
+    lock = acquire_instance_lock(settings.storage_path)  # exactly one instance per database
+    try:
+        return await _start(
+            settings, lock, host=host, port=port, clock=clock, graph_backoff=graph_backoff
+        )
+    except BaseException:
+        lock.release()
+        raise
+
+
+async def _start(
+    settings: Settings,
+    lock: InstanceLock,
+    *,
+    host: str,
+    port: int,
+    clock: Callable[[], float],
+    graph_backoff: float,
+) -> Service:
     context = ssl_context(settings.ca_file)
     bundle = ca_bundle(settings.ca_file)
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120))
     db = open_db(settings.storage_path)
     client = slack_client(settings, context)
-    tenants = {
-        t.name: Tenant(
-            t,
-            Graph(
-                session,
-                graph_url=t.graph_url,
-                tokens=MsalTokens(t, ca_bundle=bundle),
-                ssl_context=context,
-                backoff_base=graph_backoff,
-            ),
-        )
-        for t in settings.tenants
-    }
+    tenants = build_tenants(settings, session, context, bundle, graph_backoff=graph_backoff)
     runner = Runner(
         settings=settings,
         db=db,
@@ -165,7 +253,7 @@ async def start_service(
         client=client,
         signing_secret=None if settings.slack.app_token else settings.slack.signing_secret,
     )
-    service = Service(settings, db, runner, app, session, client, _bundle=bundle)
+    service = Service(settings, db, runner, app, session, client, _bundle=bundle, _lock=lock)
     web_runner = web.AppRunner(build_web(service), access_log=None)
     await web_runner.setup()
     site = web.TCPSite(web_runner, host, port)

@@ -28,10 +28,13 @@ def web_api_calls() -> set[str]:
     calls: set[str] = set()
     for path in (ROOT / "bot").glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
+            owner = getattr(node, "value", None)
             if (
                 isinstance(node, ast.Attribute)
-                and isinstance(node.value, ast.Attribute)
-                and node.value.attr == "client"
+                and (
+                    (isinstance(owner, ast.Attribute) and owner.attr == "client")
+                    or (isinstance(owner, ast.Name) and owner.id == "client")
+                )
                 and "_" in node.attr
             ):
                 family, _, name = node.attr.partition("_")
@@ -79,6 +82,13 @@ def test_scopes_are_exactly_those_used() -> None:
     events, _ = bolt_listeners()
     needed.update(EVENT_SCOPES[e] for e in events)
     assert set(manifest()["oauth_config"]["scopes"]["bot"]) == needed
+
+
+def test_doctor_checks_the_manifests_scopes() -> None:
+    """`check` compares the token with the same scope list the manifest asks for."""
+    from bot.doctor import BOT_SCOPES
+
+    assert sorted(BOT_SCOPES) == sorted(manifest()["oauth_config"]["scopes"]["bot"])
 
 
 def test_events_and_command_are_declared() -> None:

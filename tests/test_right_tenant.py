@@ -20,7 +20,9 @@ async def test_config_pointing_at_another_tenant_destroys_nothing(world: World) 
     await world.vote(request, APPROVERS[0])
     await world.vote(request, APPROVERS[1])
     assert await world.wait_state("delete_users.failed") == "delete_users.failed"
-    failure = next(m for m in world.slack.messages if "failed" in m.text and "wrong tenant" in m.text)
+    failure = next(
+        m for m in world.slack.messages if "failed" in m.text and "wrong tenant" in m.text
+    )
     assert other.tenant_id in failure.text and world.tenant.tenant_id in failure.text
     assert not [r for r in world.microsoft.requests if r.method in ("DELETE", "PATCH")]
     assert len(other.users) == 15

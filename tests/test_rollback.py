@@ -70,8 +70,11 @@ async def test_rollback_is_refused_once_step_5_acts(world: World) -> None:
     world.script_approvers()
     await world.command(world.tenant.name)
     await world.wait_state(
-        "delete_directory.executing", "delete_directory.waiting_external",
-        "delete_directory.verifying", "closed", timeout=60,
+        "delete_directory.executing",
+        "delete_directory.waiting_external",
+        "delete_directory.verifying",
+        "closed",
+        timeout=60,
     )
     reply = await world.command(f"rollback {world.tenant.name}")
     assert "point of no return" in reply

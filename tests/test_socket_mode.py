@@ -244,3 +244,25 @@ async def test_the_bot_works_over_socket_mode(tmp_path: Path) -> None:
         assert world.slack.sockets.errors == []
     finally:
         await world.close()
+
+
+async def test_socket_mode_serves_no_unsigned_http_endpoint(tmp_path: Path) -> None:
+    """In Socket Mode nothing is verified over HTTP, so /slack/events does not exist (404)."""
+    world = await World.create(users=10, directory=tmp_path, start=False)
+    try:
+        world.environ["SLACK_APP_TOKEN"] = "xapp-1-sim"
+        world.slack.socket_mode = True
+        service = await world.start_bot()
+        async with aiohttp.ClientSession() as http:
+            forged = "command=/close-account&text=contoso&user_id=U0ADMIN1"
+            async with http.post(
+                f"{service.url}/slack/events",
+                data=forged,
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            ) as resp:
+                assert resp.status == 404
+            async with http.get(f"{service.url}/healthz") as resp:
+                assert resp.status == 200 and (await resp.json())["ok"] is True
+        assert world.slack.messages == []
+    finally:
+        await world.close()
