@@ -8,7 +8,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import commands
+from bot import commands, home
 from bot.runner import Runner
 
 log = logging.getLogger("close_account_bot.app")
@@ -51,6 +51,11 @@ def build_app(*, runner: Runner, client: AsyncWebClient, signing_secret: str | N
     @app.event("reaction_added")
     async def reaction_added(body: dict[str, Any], event: dict[str, Any]) -> None:
         await on_reaction(body, event, True)
+
+    @app.event("app_home_opened")
+    async def app_home_opened(event: dict[str, Any]) -> None:
+        with runner.busy():
+            await home.publish_home(runner, str(event.get("user", "")))
 
     @app.event("reaction_removed")
     async def reaction_removed(body: dict[str, Any], event: dict[str, Any]) -> None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from bot.blocks import slack_date
 from bot.commands import USAGE
 from bot.demo import APPROVERS, World
@@ -286,7 +284,6 @@ async def test_home_with_no_closures_is_the_empty_state(make_world: MakeWorld) -
     assert "No closures yet" in sections(world.slack.home_views[APPROVERS[2]])[0]
 
 
-@pytest.mark.xfail(strict=False, reason="listener wired by the lead")
 async def test_opening_the_home_tab_publishes_it(world: World) -> None:
     """Opening the Home tab delivers app_home_opened, and the bot publishes the view."""
     await _one_vote(world)
