@@ -26,6 +26,7 @@ from bot.doctor import BOT_SCOPES
 from bot.service import Service, start_service
 from bot.simulator.microsoft import MicrosoftSimulator, SimTenant
 from bot.simulator.slack import SimMessage, SimUser, SlackSimulator, render_message
+from bot.simulator.tls import create_client_certificate
 
 ADMIN = "U0ADMIN1"
 APPROVERS = ("U0APPR1", "U0APPR2", "U0APPR3")
@@ -54,10 +55,16 @@ def config_text(
     quorum: int = 2,
     approvers: tuple[str, ...] = APPROVERS,
     admins: tuple[str, ...] = (ADMIN,),
+    certificate_file: Path | None = None,
 ) -> str:
     def strings(values: tuple[str, ...]) -> str:
         return "[" + ", ".join(f'"{v}"' for v in values) + "]"
 
+    credential = (
+        f'certificate_file = "{certificate_file}"'
+        if certificate_file is not None
+        else 'client_secret_env = "SIM_TENANT_SECRET"'
+    )
     timing_lines = "\n".join(
         f'{k} = "{v}"' if isinstance(v, str) else f"{k} = {v}" for k, v in timing.items()
     )
@@ -80,7 +87,7 @@ ca_file = "{microsoft.ca_file}"
 name = "{tenant.name}"
 tenant_id = "{tenant.tenant_id}"
 client_id = "{tenant.client_id}"
-client_secret_env = "SIM_TENANT_SECRET"
+{credential}
 retain = ["{tenant.retained_upn}"]
 approvers = {strings(approvers)}
 quorum = {quorum}
@@ -125,14 +132,23 @@ class World:
         approvers: tuple[str, ...] = APPROVERS,
         start: bool = True,
         microsoft: Mapping[str, Any] | None = None,
+        certificate: bool = False,
     ) -> World:
         owns = directory is None
         directory = (
             Path(tempfile.mkdtemp(prefix="close-account-")) if directory is None else directory
         )
         ms = MicrosoftSimulator(**{"retry_after": 0.02, **(microsoft or {})})
+        certificate_file = None
+        tenant_kwargs: dict[str, Any] = {}
+        if certificate:
+            key_pem, cert_pem = create_client_certificate()
+            certificate_file = directory / "app-credential.pem"
+            certificate_file.write_bytes(key_pem + cert_pem)
+            certificate_file.chmod(0o600)
+            tenant_kwargs["client_certificate"] = cert_pem
         sim_tenant = ms.add_tenant(
-            **{"name": "contoso", "users": users, "seed": seed, **(tenant or {})}
+            **{"name": "contoso", "users": users, "seed": seed, **tenant_kwargs, **(tenant or {})}
         )
         await ms.start()
         # The simulated install grants exactly the manifest's scopes: a call needing any other
@@ -149,6 +165,7 @@ class World:
                 timing={**DEMO_TIMING, **(timing or {})},
                 quorum=quorum,
                 approvers=approvers,
+                certificate_file=certificate_file,
             )
         )
         environ = {

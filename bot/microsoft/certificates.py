@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
 
 
 class CertificateError(Exception):
@@ -14,11 +16,19 @@ class CertificateError(Exception):
 
 
 def msal_credential(path: Path) -> dict[str, Any]:
-    """MSAL's client_credential for a PEM with key + certificate (SHA-256 thumbprint by MSAL)."""
+    """MSAL's client_credential for a PEM with key + certificate, or a PFX (PKCS#12) without
+    a password; MSAL signs with the key and sends the certificate (SHA-256 thumbprint)."""
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except OSError as exc:
         raise CertificateError(f"{path}: cannot read: {exc.strerror}") from exc
+    if path.suffix.lower() in (".pfx", ".p12"):
+        text = _pfx_as_pem(path, raw)
+    else:
+        try:
+            text = raw.decode()
+        except UnicodeDecodeError as exc:
+            raise CertificateError(f"{path}: not a PEM file (use .pfx for PKCS#12)") from exc
     key_start = text.find("-----BEGIN")
     blocks = _pem_blocks(text)
     keys = [b for b in blocks if "PRIVATE KEY" in b.splitlines()[0]]
@@ -37,6 +47,26 @@ def msal_credential(path: Path) -> dict[str, Any]:
             f"{path}: the certificate expired on {cert.not_valid_after_utc:%Y-%m-%d}"
         )
     return {"private_key": keys[0], "public_certificate": certs[0]}
+
+
+def _pfx_as_pem(path: Path, raw: bytes) -> str:
+    try:
+        key, cert, _ = pkcs12.load_key_and_certificates(raw, None)
+    except ValueError as exc:
+        raise CertificateError(
+            f"{path}: cannot open the PFX (a password-protected PFX is not supported: export"
+            " it without a password, or as PEM with the key and the certificate)"
+        ) from exc
+    if key is None or cert is None:
+        raise CertificateError(
+            f"{path}: the PFX must hold both the private key and the certificate"
+        )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return key_pem.decode() + cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
 def _pem_blocks(text: str) -> list[str]:

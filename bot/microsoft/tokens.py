@@ -12,6 +12,7 @@ import msal
 import requests
 
 from bot.config import TenantSettings
+from bot.microsoft.certificates import CertificateError, msal_credential
 
 MSAL_TIMEOUT = 30.0  # seconds per request to the authority
 
@@ -56,25 +57,32 @@ class MsalTokens:
 
     def _credential(self) -> Any:
         if self.tenant.certificate_file is not None:
-            from bot.microsoft.certificates import msal_credential
-
             return msal_credential(self.tenant.certificate_file)
         return self.tenant.client_secret
 
-    def _build(self) -> msal.ConfidentialClientApplication:
+    def msal_options(self) -> dict[str, Any]:
+        """Authority and discovery for MSAL: a host Microsoft's instance discovery does not know
+        (a test authority, a sovereign proxy) needs instance_discovery=False."""
         custom = self.tenant.authority_host not in _KNOWN_AUTHORITY_HOSTS
+        return {
+            "authority": f"{self.tenant.authority_host}/{self.tenant.tenant_id}",
+            "instance_discovery": False if custom else None,
+        }
+
+    def _build(self) -> msal.ConfidentialClientApplication:
         return msal.ConfidentialClientApplication(
             self.tenant.client_id,
             client_credential=self._credential(),
-            authority=f"{self.tenant.authority_host}/{self.tenant.tenant_id}",
-            instance_discovery=False if custom else None,
             http_client=self._http,
+            **self.msal_options(),
         )
 
     def _acquire(self, force_refresh: bool) -> str:
         if self._app is None:
             try:
                 self._app = self._build()
+            except CertificateError as exc:
+                raise TokenError(f"certificate {exc}") from exc
             except ValueError as exc:  # MSAL's word for an authority it cannot discover
                 raise TokenError(f"authority {self.tenant.authority_host}: {exc}") from exc
         app = self._app

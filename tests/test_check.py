@@ -1,0 +1,86 @@
+"""`close-account-bot check` against the simulators, with the failures an admin would hit."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+
+from bot.demo import World
+from bot.simulator.graph_data import DEFAULT_APP_ROLES
+from tests.conftest import MakeWorld
+
+
+async def run_check(world: World) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI in a subprocess against the running simulators."""
+    env = {**os.environ, **world.environ}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "check", "--config", str(world.config_path),
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return subprocess.CompletedProcess([], proc.returncode, out.decode(), err.decode())
+
+
+def failing(output: str) -> list[str]:
+    return [line for line in output.splitlines() if " FAIL " in f" {line} "]
+
+
+async def test_a_ready_tenant_passes_every_check(make_world: MakeWorld) -> None:
+    """With every permission, role and scope in place, check prints ok lines and exits 0."""
+    world = await make_world(start=False)
+    result = await run_check(world)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert failing(result.stdout) == []
+    for what in ("bot token", "scopes", "progress channel", "token tenant", "directory role",
+                 "directory sync", "permission User.ReadWrite.All", "retained"):
+        assert what in result.stdout
+
+
+async def test_missing_permission_role_and_sync_are_reported_with_fixes(
+    make_world: MakeWorld,
+) -> None:
+    """A missing permission, no admin role, sync on and a retained non-admin each FAIL with a fix."""
+    world = await make_world(
+        start=False,
+        tenant={
+            "app_roles": DEFAULT_APP_ROLES - {"Policy.ReadWrite.ConditionalAccess"},
+            "app_directory_roles": frozenset(),
+            "sync_enabled": True,
+            "retained_is_global_admin": False,
+        },
+    )
+    result = await run_check(world)
+    assert result.returncode == 1
+    lines = failing(result.stdout)
+    joined = "\n".join(lines)
+    assert "Policy.ReadWrite.ConditionalAccess" in joined and "admin consent" in joined
+    assert "directory role" in joined and "Privileged Authentication Administrator" in joined
+    assert "directory sync" in joined and "72 h" in joined
+    assert "retained" in joined and "Global Administrator" in joined
+    assert len(lines) == 4
+
+
+async def test_missing_slack_scope_and_channel_are_reported(make_world: MakeWorld) -> None:
+    """A token without a manifest scope, and a progress channel that doesn't exist, FAIL."""
+    world = await make_world(start=False)
+    world.slack.bot_scopes = world.slack.bot_scopes - {"files:write"}
+    text = world.config_path.read_text().replace('"C0PROGRESS"', '"C0NOWHERE"')
+    world.config_path.write_text(text)
+    result = await run_check(world)
+    assert result.returncode == 1
+    joined = "\n".join(failing(result.stdout))
+    assert "missing files:write" in joined and "manifest.yml" in joined
+    assert "C0NOWHERE" in joined
+
+
+async def test_wrong_secret_fails_the_token_line(make_world: MakeWorld) -> None:
+    """A wrong client secret is one FAIL line with Microsoft's error and never the secret."""
+    world = await make_world(start=False)
+    world.environ["SIM_TENANT_SECRET"] = "wrong-secret-value"
+    result = await run_check(world)
+    assert result.returncode == 1
+    assert "invalid_client" in result.stdout
+    assert "wrong-secret-value" not in result.stdout + result.stderr
