@@ -203,6 +203,9 @@ class World:
 
     # --- what the team sees ------------------------------------------------------------------
 
+    def find_status_messages(self) -> list[SimMessage]:
+        return self.slack.find(event_type="close_account_status", channel=CHANNEL)
+
     def status(self) -> SimMessage | None:
         found = self.slack.find(event_type="close_account_status", channel=CHANNEL)
         return found[-1] if found else None

@@ -1,0 +1,78 @@
+"""Faults from Microsoft and Slack while a closure runs: it completes and nothing is skipped."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from bot.demo import World
+from tests.conftest import MakeWorld
+
+
+async def run_to_closed(world: World) -> None:
+    world.script_approvers()
+    world.script_admin()
+    await world.command(world.tenant.name)
+    assert await world.wait_state("closed", timeout=90) == "closed"
+    assert world.tenant.deleted
+
+
+def deletes_per_user(world: World) -> Counter[str]:
+    return Counter(
+        r.path
+        for r in world.microsoft.requests
+        if r.method == "DELETE" and "/users/" in r.path and r.status == 204
+    )
+
+
+@pytest.mark.parametrize(
+    "fault",
+    ["429-with-retry-after", "429-without-retry-after", "500", "503", "dropped"],
+)
+async def test_graph_faults_during_the_closure(make_world: MakeWorld, fault: str) -> None:
+    """A storm of Graph faults on deletes, reads and the $batch itself is ridden out."""
+    world = await make_world(users=60)
+    faults = world.microsoft.faults
+    if fault == "429-with-retry-after":
+        faults.throttle(25, path_prefix="/v1.0/users/", method="DELETE")
+        faults.throttle(5, path_prefix="/v1.0/users", method="GET")
+    elif fault == "429-without-retry-after":
+        faults.throttle(10, path_prefix="/v1.0/users/", method="DELETE", retry_after=None)
+    elif fault == "dropped":
+        faults.drop(3, path_prefix="/v1.0/$batch")
+        faults.drop(2, path_prefix="/v1.0/organization")
+    else:
+        faults.error(int(fault), 6, path_prefix="/v1.0/$batch")
+        faults.error(int(fault), 3, path_prefix="/v1.0/subscribedSkus")
+    await run_to_closed(world)
+    per_user = deletes_per_user(world)
+    assert len(per_user) == 59 and max(per_user.values()) == 1
+    assert not [m for m in world.slack.messages if "failed" in m.text]
+
+
+async def test_token_expiring_mid_step(make_world: MakeWorld) -> None:
+    """Tokens that expire while users are being deleted are renewed; every user is deleted."""
+    world = await make_world(users=80)
+    world.microsoft.hold_writes(after=40)
+    world.script_approvers()
+    await world.command(world.tenant.name)
+    await world.microsoft.writes_held()
+    world.microsoft.expire_tokens()
+    world.microsoft.release_writes()
+    await world.wait_state("cancel_subscriptions.waiting_external", timeout=30)
+    assert len(world.tenant.users) == 1
+    assert any(r.status == 401 for r in world.microsoft.requests)
+
+
+async def test_slack_429_and_5xx_are_retried(make_world: MakeWorld) -> None:
+    """Slack rate limits and server errors on posts and edits are retried; no post is lost."""
+    world = await make_world(users=20)
+    world.slack.fail_next("chat.postMessage", status=429, retry_after=0, count=2)
+    world.slack.fail_next("chat.update", status=429, retry_after=0, count=2)
+    world.slack.fail_next("chat.postMessage", status=503, count=1)
+    await run_to_closed(world)
+    texts = [m.text for m in world.slack.messages]
+    for once in ("Step 1 approved", "Step 5 approved", "is closed"):
+        assert sum(once in t for t in texts) == 1, once
+    assert len(world.find_status_messages()) == 1
