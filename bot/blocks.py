@@ -31,6 +31,7 @@ KIND_LABEL = {
     "deleted_user": "soft-deleted users to purge (irreversible)",
     "application": "app registrations",
     "service_principal": "enterprise applications (service principals)",
+    "disable_sync": "directory synchronization to turn off (Microsoft can take up to 72 h)",
     "restore_user": "deleted users to restore",
     "restore_security_defaults": "security defaults to turn back on",
     "restore_ca_policy": "conditional access policies to put back to their recorded state",
@@ -212,7 +213,8 @@ def approval_blocks(
         summary = "\n".join(
             f"• *{n:,}* {KIND_LABEL.get(kind, kind)}" for kind, n in sorted(counts.items())
         )
-        blocks.append(_text(f"*What {VERB[plan.step]}:*\n{summary}"))
+        verb = "will be turned off first" if "disable_sync" in counts else VERB[plan.step]
+        blocks.append(_text(f"*What {verb}:*\n{summary}"))
         sample = [
             f"`{i.name or i.id}`" + (f" ({i.detail['userType']})" if "userType" in i.detail else "")
             for i in plan.items[:SAMPLE]

@@ -20,7 +20,9 @@ HELP = (
     " executed and verified from Microsoft's side.\n" + USAGE
 )
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$")
-VERBS = frozenset({"start", "status", "list", "help", "abort", "retry", "audit", "rollback"})
+VERBS = frozenset(
+    {"start", "status", "list", "help", "abort", "retry", "audit", "rollback", "disable-sync"}
+)
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,8 @@ async def handle(runner: Runner, user: str, text: str) -> Reply:
         return await runner.post_audit(command.tenant, user)
     if command.verb == "rollback":
         return await runner.rollback(command.tenant, user)
+    if command.verb == "disable-sync":
+        return await runner.disable_sync(command.tenant, user)
     return await runner.retry(command.tenant, user)
 
 

@@ -133,6 +133,43 @@ class People(Phases):
             return Reply(True, f"Retrying {row['tenant']}: {what}.")
         return Reply(False, "Retry did not apply; try `status`.")
 
+    async def disable_sync(self, tenant_name: str, user: str) -> Reply:
+        """Turn directory sync off through Graph, as its own approved action, then step 1."""
+        if not self.is_admin(user):
+            return Reply(False, "Only the configured admins may ask the bot to turn off sync.")
+        row = self._open(tenant_name)
+        if row is None:
+            return Reply(False, f"No open closure for `{tenant_name}`.")
+        if row["state"] != "delete_users.blocked" or "Directory synchronization" not in (
+            row["reason"] or ""
+        ):
+            return Reply(False, "Only a closure blocked on directory sync in step 1 needs this.")
+
+        def flag() -> list[Post]:
+            closures_db.save_closure(
+                self.db, row["id"], at=self.clock(), extra={**row["extra"], "sync_action": True}
+            )
+            return []
+
+        if await self.transition(
+            row["id"],
+            row["state"],
+            "retry",
+            actor=user,
+            also=flag,
+            detail={"action": "disable_sync"},
+            posts=[
+                Post(
+                    f":electric_plug: <@{user}> asked the bot to turn directory sync off; an"
+                    " approval request follows.",
+                    "delete_users",
+                )
+            ],
+        ):
+            self.spawn(row["id"])
+            return Reply(True, "Planning to turn directory sync off; approvals follow.")
+        return Reply(False, "The closure changed state; try `status`.")
+
     async def rollback(self, tenant_name: str, user: str) -> Reply:
         """Start undoing what a closure changed, until step 5 starts acting (then refuse)."""
         if not self.is_admin(user):

@@ -56,6 +56,8 @@ class Phases(ClosureMachine):
     async def _plan(self, row: Row, step: str, org: dict[str, Any]) -> Plan:
         if step == ROLLBACK:
             return await rb.plan_rollback(self.tenant_of(row), org, self.history(row))
+        if step == "delete_users" and row["extra"].get("sync_action"):
+            return await ms.plan_disable_sync(self.tenant_of(row), org)
         return await PLANNERS[step](self.tenant_of(row), org)
 
     def history(self, row: Row) -> dict[str, Plan]:
@@ -119,7 +121,13 @@ class Phases(ClosureMachine):
                     Post(
                         f":no_entry: {name} ({STEP_TITLES[step]}) is blocked:\n"
                         + "\n".join(f"• {b}" for b in plan.blockers)
-                        + f"\nAfter the fix, an admin runs `/close-account retry {row['tenant']}`.",
+                        + f"\nAfter the fix, an admin runs `/close-account retry {row['tenant']}`."
+                        + (
+                            "\nOr the bot turns sync off itself, as an approved action: "
+                            f"`/close-account disable-sync {row['tenant']}`."
+                            if ms.sync_blocker_only(plan)
+                            else ""
+                        ),
                         step,
                     )
                 ],
@@ -342,7 +350,7 @@ class Phases(ClosureMachine):
     async def _executing(self, row: Row, step: str) -> float | None:
         info = closures_db.get_step(self.db, row["id"], step)
         plan = self._approved(row, step)
-        executor = EXECUTORS.get(step)
+        executor = ms.execute_disable_sync if ms.is_sync_plan(plan) else EXECUTORS.get(step)
         if executor is not None:
             await self._organization(row)  # the right tenant, right before destroying
             started = self.clock()
@@ -372,7 +380,7 @@ class Phases(ClosureMachine):
                 plan_hash=plan.hash,
                 detail={"counts": plan.counts(), "elapsed_s": round(self.clock() - started, 3)},
             )
-        if step in HANDED_OFF or (step == ROLLBACK and plan.checklist):
+        if step in HANDED_OFF or (step == ROLLBACK and plan.checklist) or ms.is_sync_plan(plan):
             await self.transition(
                 row["id"],
                 row["state"],
@@ -418,6 +426,9 @@ class Phases(ClosureMachine):
             )
         elif step == ROLLBACK:
             remaining = await rb.check_rollback(self.tenant_of(row), self._approved(row, step))
+            closures_db.update_step(self.db, row["id"], step, next_check_at=now + poll)
+        elif step == "delete_users":  # waiting for directory sync to go off
+            remaining = await ms.check_sync_off(self.tenant_of(row))
             closures_db.update_step(self.db, row["id"], step, next_check_at=now + poll)
         else:
             check = (
@@ -494,6 +505,36 @@ class Phases(ClosureMachine):
     async def _verifying(self, row: Row, step: str) -> float | None:
         tenant = self.tenant_of(row)
         problems: list[str]
+        if step == "delete_users" and row["extra"].get("sync_action"):
+            if await ms.check_sync_off(tenant):
+                closures_db.update_step(self.db, row["id"], step, next_check_at=None)
+                await self.transition(row["id"], row["state"], "not_yet")
+                return None
+
+            def plan_users() -> list[Post]:
+                extra = {k: v for k, v in row["extra"].items() if k != "sync_action"}
+                closures_db.save_closure(self.db, row["id"], at=self.clock(), extra=extra)
+                closures_db.update_step(
+                    self.db,
+                    row["id"],
+                    step,
+                    plan_id=None,
+                    done=0,
+                    total=0,
+                    started_at=None,
+                    next_check_at=None,
+                    detail={},
+                )
+                return []
+
+            await self.transition(
+                row["id"],
+                row["state"],
+                "again",
+                also=plan_users,
+                posts=[Post("Directory synchronization is off; planning step 1 itself.", step)],
+            )
+            return None
         if step == "delete_users":
             problems = await ms.verify_delete_users(tenant)
         elif step == "disable_mfa":

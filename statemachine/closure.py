@@ -157,6 +157,8 @@ def _transitions() -> list[dict[str, Any]]:
         add("external_done", s("waiting_external"), s("verifying"))
         add("not_yet", s("verifying"), s("waiting_external"))
         add("verified", s("verifying"), next_state_after(step))
+        # A preparatory action (turning directory sync off) verified: plan the step itself.
+        add("again", s("verifying"), s("planning"))
         add("fail", [s(p) for p in RESUMABLE_PHASES], s("failed"), before="remember_phase")
         add("retry", [s("blocked"), s("rejected")], s("planning"))
         for phase in RESUMABLE_PHASES:

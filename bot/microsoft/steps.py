@@ -134,6 +134,50 @@ async def plan_delete_users(tenant: Tenant, org: dict[str, Any]) -> Plan:
     return Plan("delete_users", tenant.tenant_id, items, tuple(blockers), facts=_facts(org))
 
 
+SYNC_ITEM = "disable_sync"
+
+
+def sync_blocker_only(plan: Plan) -> bool:
+    """Whether directory sync is the one thing blocking step 1 (the bot can turn it off)."""
+    return len(plan.blockers) == 1 and plan.blockers[0].startswith("Directory synchronization")
+
+
+def is_sync_plan(plan: Plan) -> bool:
+    return any(i.kind == SYNC_ITEM for i in plan.items)
+
+
+async def plan_disable_sync(tenant: Tenant, org: dict[str, Any]) -> Plan:
+    """Turning directory sync off as its own approved action before step 1 proper."""
+    items = (
+        (Item(SYNC_ITEM, str(org["id"]), "Directory synchronization (Microsoft Entra Connect)"),)
+        if org["sync_enabled"]
+        else ()
+    )
+    checklist = (
+        "Stop the Microsoft Entra Connect server's scheduler too (Set-ADSyncScheduler"
+        " -SyncCycleEnabled $false), or it may try to sync again.",
+    )
+    return Plan("delete_users", tenant.tenant_id, items, (), checklist, _facts(org))
+
+
+async def execute_disable_sync(tenant: Tenant, plan: Plan, progress: Progress, start: int) -> None:
+    """Microsoft's documented organization update (beta): onPremisesSyncEnabled false."""
+    for item in plan.of_kind(SYNC_ITEM):
+        await tenant.graph.patch(
+            f"/organization/{item.id}", {"onPremisesSyncEnabled": False}, beta=True
+        )
+    await progress(1, 1)
+
+
+async def check_sync_off(tenant: Tenant) -> list[str]:
+    org = await organization(tenant)
+    return (
+        ["directory synchronization is still on (Microsoft can take up to 72 hours)"]
+        if org["sync_enabled"]
+        else []
+    )
+
+
 async def _batched_deletes(
     tenant: Tenant, paths: Sequence[str], progress: Progress, start: int, what: str
 ) -> list[str]:

@@ -29,6 +29,7 @@ DEFAULT_APP_ROLES = frozenset(
         "User.DeleteRestore.All",
         "RoleManagement.Read.Directory",
         "Organization.Read.All",
+        "Organization.ReadWrite.All",
         "Policy.Read.All",
         "Policy.ReadWrite.SecurityDefaults",
         "Policy.ReadWrite.ConditionalAccess",
@@ -109,6 +110,10 @@ class SimTenant:
         self.per_user_mfa: dict[str, str] = {}
         self.subscriptions: list[dict[str, Any]] = []  # companySubscription, in Graph order
         self._deprovision_at: dict[str, dt.datetime] = {}
+        # Turning sync off through Graph takes effect after this much simulated time (Microsoft
+        # says up to 72 h); tests shorten it. None: no request to turn it off is pending.
+        self.sync_off_delay = dt.timedelta(hours=1)
+        self._sync_off_at: dt.datetime | None = None
         self.ca_policies: dict[str, dict[str, Any]] = {}
         self.applications: dict[str, dict[str, Any]] = {}
         self.service_principals: dict[str, dict[str, Any]] = {}
@@ -138,9 +143,18 @@ class SimTenant:
         self._offset += seconds
         self.tick()
 
+    def request_sync_off(self) -> None:
+        """The documented organization update: sync goes off once Microsoft has processed it."""
+        if self.sync_enabled and self._sync_off_at is None:
+            self._sync_off_at = self.now() + self.sync_off_delay
+
     def tick(self) -> None:
-        """Apply what time does on its own: deprovision deleted subscriptions, purge old users."""
+        """Apply what time does on its own: deprovision deleted subscriptions, purge old users,
+        finish turning sync off."""
         now = self.now()
+        if self._sync_off_at is not None and now >= self._sync_off_at:
+            self._sync_off_at = None
+            self.set_sync(False)
         for sub in list(self.subscriptions):
             gone = self._deprovision_at.get(sub["id"])
             if sub["status"] == "Deleted" and gone is not None and now >= gone:

@@ -163,6 +163,18 @@ def get_security_defaults(tenant: SimTenant, caller: Caller, req: GraphRequest) 
     return ok({"@odata.context": ctx + "/$entity", **project(_defaults(tenant), select)})
 
 
+def patch_organization(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
+    """Beta organization update; the bot sends only onPremisesSyncEnabled: false."""
+    require(caller, ("Organization.ReadWrite.All",))
+    if req.segments[1] != tenant.tenant_id:
+        raise not_found(req.segments[1])
+    enabled = patch_body(req, {"onPremisesSyncEnabled"})["onPremisesSyncEnabled"]
+    if enabled is not False:
+        raise bad_request("onPremisesSyncEnabled can only be set to false here.")
+    tenant.request_sync_off()
+    return no_content()
+
+
 def patch_security_defaults(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
     require(caller, ("Policy.ReadWrite.SecurityDefaults",))
     enabled = patch_body(req, {"isEnabled"})["isEnabled"]
