@@ -210,8 +210,11 @@ def approval_blocks(
         blocks.append(_text("*The plan changed since the last request:*\n" + "\n".join(changes)))
     counts = plan.counts()
     if counts:
+        guests = sum(1 for i in plan.items if i.detail.get("userType") == "Guest")
         summary = "\n".join(
-            f"• *{n:,}* {KIND_LABEL.get(kind, kind)}" for kind, n in sorted(counts.items())
+            f"• *{n:,}* {KIND_LABEL.get(kind, kind)}"
+            + (f" ({n - guests:,} members, {guests:,} guests)" if kind == "user" else "")
+            for kind, n in sorted(counts.items())
         )
         verb = "will be turned off first" if "disable_sync" in counts else VERB[plan.step]
         blocks.append(_text(f"*What {verb}:*\n{summary}"))
