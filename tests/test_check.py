@@ -16,8 +16,15 @@ async def run_check(world: World) -> subprocess.CompletedProcess[str]:
     """Run the real CLI in a subprocess against the running simulators."""
     env = {**os.environ, **world.environ}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "check", "--config", str(world.config_path),
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "bot",
+        "check",
+        "--config",
+        str(world.config_path),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     out, err = await proc.communicate()
     assert proc.returncode is not None
@@ -34,8 +41,16 @@ async def test_a_ready_tenant_passes_every_check(make_world: MakeWorld) -> None:
     result = await run_check(world)
     assert result.returncode == 0, result.stdout + result.stderr
     assert failing(result.stdout) == []
-    for what in ("bot token", "scopes", "progress channel", "token tenant", "directory role",
-                 "directory sync", "permission User.ReadWrite.All", "retained"):
+    for what in (
+        "bot token",
+        "scopes",
+        "progress channel",
+        "token tenant",
+        "directory role",
+        "directory sync",
+        "permission User.ReadWrite.All",
+        "retained",
+    ):
         assert what in result.stdout
 
 
