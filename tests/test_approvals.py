@@ -86,3 +86,57 @@ async def test_withdrawn_approval_no_longer_counts(world: World) -> None:
     await w.vote(request, APPROVERS[1])
     await w.slack.wait_for(lambda _: "Approvals: 1/2" in w.status_text())
     assert w.state() == "delete_users.awaiting_approval"
+
+
+async def test_retry_of_an_event_never_processed_counts_once(world: World) -> None:
+    """A reaction delivered while the bot was down counts when Slack retries it, once."""
+    await world.command(world.tenant.name)
+    request = await world.wait_request("delete_users")
+    world.slack.add_reaction(request, "white_check_mark", APPROVERS[0])
+    envelope = world.slack.envelope(
+        {
+            "type": "reaction_added",
+            "user": APPROVERS[0],
+            "reaction": "white_check_mark",
+            "item": {"type": "message", "channel": request.channel, "ts": request.ts},
+            "item_user": request.user,
+            "event_ts": world.slack.next_ts(),
+        }
+    )
+    url = world.slack.request_url
+    world.slack.request_url = url.replace("/slack/events", "/nowhere") if url else None
+    first = await world.slack.deliver(envelope)
+    assert first.status == 404  # the first delivery never reached the bot's handler
+    world.slack.request_url = url
+    for retry in (1, 2):
+        again = await world.slack.deliver(envelope, retry_num=retry, retry_reason="http_error")
+        assert again.status == 200
+    await world.slack.wait_for(lambda _: "Approvals: 1/2" in world.status_text())
+    assert world.service is not None
+    trail = audit.trail(world.service.db, world.tenant.name)
+    assert sum(r["action"] == "vote" for r in trail) == 1
+
+
+async def test_withdrawal_after_the_step_started_changes_nothing(world: World) -> None:
+    """Removing an approval once the step has started is recorded and changes nothing."""
+    await world.command(world.tenant.name)
+    request = await world.wait_request("delete_users")
+    await world.vote(request, APPROVERS[0])
+    await world.vote(request, APPROVERS[1])
+    await world.wait_state("cancel_subscriptions.awaiting_approval")
+    await world.slack.react(
+        user_id=APPROVERS[0],
+        channel=request.channel,
+        ts=request.ts,
+        name="white_check_mark",
+        remove=True,
+    )
+    assert world.service is not None
+    db = world.service.db
+    await world.slack.wait_for(
+        lambda _: any(r["action"] == "withdrawal_ignored" for r in audit.trail(db, "contoso"))
+    )
+    req = requests_db.request_at(db, request.channel, request.ts)
+    assert req is not None and req["status"] == "approved"
+    assert len(requests_db.votes_for(db, req["id"])) == 2
+    assert world.state() == "cancel_subscriptions.awaiting_approval"
