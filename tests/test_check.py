@@ -57,7 +57,7 @@ async def test_a_ready_tenant_passes_every_check(make_world: MakeWorld) -> None:
 async def test_missing_permission_role_and_sync_are_reported_with_fixes(
     make_world: MakeWorld,
 ) -> None:
-    """A missing permission, no admin role, sync on and a retained non-admin each FAIL with a fix."""
+    """A missing permission, no admin role, sync on, a retained non-admin: each FAILs with a fix."""
     world = await make_world(
         start=False,
         tenant={

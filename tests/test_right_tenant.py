@@ -6,7 +6,7 @@ from bot.demo import APPROVERS, World
 
 
 async def test_config_pointing_at_another_tenant_destroys_nothing(world: World) -> None:
-    """A closure resumed under credentials for a different tenant refuses, says why, deletes nothing."""
+    """Resumed under another tenant's credentials, a closure refuses, says why, deletes nothing."""
     await world.command(world.tenant.name)
     request = await world.wait_request("delete_users")
     await world.stop_bot()
