@@ -20,17 +20,23 @@ def build_app(*, runner: Runner, client: AsyncWebClient, signing_secret: str | N
         signing_secret=signing_secret,
         # Socket Mode has no signature; HTTP mode always checks it.
         request_verification_enabled=signing_secret is not None,
-        process_before_response=False,
+        # Events are answered only once processed: a vote is stored before Slack hears 200,
+        # so a crash in between makes Slack deliver it again (and the event ID dedupes it).
+        process_before_response=True,
     )
 
     @app.command("/close-account")
     async def close_account(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         await ack()
-        with runner.busy():
+
+        async def run() -> None:
             reply = await commands.handle(
                 runner, str(body.get("user_id", "")), str(body.get("text", ""))
             )
             await respond(text=reply.text, response_type="ephemeral")
+
+        # After the ack: a command may take longer than Slack's 3 s (it answers at response_url).
+        runner.background(run())
 
     async def on_reaction(body: dict[str, Any], event: dict[str, Any], added: bool) -> None:
         item = event.get("item")

@@ -287,8 +287,17 @@ class People(Phases):
     ) -> None:
         """A reaction on a message: a vote, veto or withdrawal when it is on an open request."""
         kind = rules.reaction_kind(reaction)
+        if kind is None:
+            return
         req = requests_db.request_at(self.db, channel, ts)
-        if kind is None or req is None:
+        if req is None:
+            # The request may be posted already but its ts not yet recorded: wait for the
+            # posts under way to be recorded, then look again.
+            for lock in list(self._flush_locks.values()):
+                async with lock:
+                    pass
+            req = requests_db.request_at(self.db, channel, ts)
+        if req is None:
             return
         row = closures_db.get_closure(self.db, req["closure_id"])
         if row is None:

@@ -11,6 +11,7 @@ from bot import blocks
 from bot.machine import ClosureMachine
 from bot.microsoft import rollback as rb
 from bot.microsoft import steps as ms
+from bot.microsoft.tokens import TokenError
 from bot.thread import Post
 from statemachine import approvals as rules
 from statemachine.closure import (
@@ -189,7 +190,7 @@ class Phases(ClosureMachine):
                 requests_db.set_request_status(self.db, req["id"], "rejected")
 
             reason = f"vetoed by {blocks.mentions(tally.vetoes)}"
-            if await self.transition(
+            await self.transition(
                 row["id"],
                 row["state"],
                 "veto",
@@ -205,8 +206,7 @@ class Phases(ClosureMachine):
                         step,
                     )
                 ],
-            ):
-                await self.mark_request(req["id"], f":x: Vetoed by {blocks.mentions(tally.vetoes)}")
+            )
             return None
         if tally.met:
             # Rule 3: re-read the inventory right before acting.
@@ -225,7 +225,7 @@ class Phases(ClosureMachine):
                         self.db, row["id"], at=now, extra={**row["extra"], "changes": lines}
                     )
 
-                if await self.transition(
+                await self.transition(
                     row["id"],
                     row["state"],
                     "replan",
@@ -242,10 +242,7 @@ class Phases(ClosureMachine):
                             step,
                         )
                     ],
-                ):
-                    await self.mark_request(
-                        req["id"], ":arrows_counterclockwise: Void: the plan changed (see below)"
-                    )
+                )
                 return None
 
             def approve() -> None:
@@ -262,7 +259,7 @@ class Phases(ClosureMachine):
                     next_check_at=None,
                 )
 
-            if await self.transition(
+            await self.transition(
                 row["id"],
                 row["state"],
                 "approve",
@@ -278,17 +275,14 @@ class Phases(ClosureMachine):
                         step,
                     )
                 ],
-            ):
-                await self.mark_request(
-                    req["id"], f":white_check_mark: Approved by {blocks.mentions(tally.approvals)}"
-                )
+            )
             return None
         if rules.expired(req["expires_at"], now):
 
             def expire() -> None:
                 requests_db.set_request_status(self.db, req["id"], "expired")
 
-            if await self.transition(
+            await self.transition(
                 row["id"],
                 row["state"],
                 "replan",
@@ -302,8 +296,7 @@ class Phases(ClosureMachine):
                         step,
                     )
                 ],
-            ):
-                await self.mark_request(req["id"], ":hourglass: Expired: a fresh request follows")
+            )
             return None
         return min(float(req["expires_at"]), await self._remind_approvers(row, req, tally)) - now
 
@@ -347,12 +340,32 @@ class Phases(ClosureMachine):
             raise ms.StepError("no approved plan recorded for this step")
         return Plan.from_dict(plan_row["content"])
 
+    @staticmethod
+    def _own_app_maybe_gone(step: str, info: Row) -> bool:
+        """Step 5 got as far as deleting the bot's own application (the last write)."""
+        return step == STEPS[-1] and bool(info["total"]) and info["done"] >= info["total"] - 1
+
+    @staticmethod
+    def _own_app_gone(step: str, info: Row) -> bool:
+        return step == STEPS[-1] and bool(info["detail"].get("own_app_gone"))
+
     async def _executing(self, row: Row, step: str) -> float | None:
         info = closures_db.get_step(self.db, row["id"], step)
         plan = self._approved(row, step)
         executor = ms.execute_disable_sync if ms.is_sync_plan(plan) else EXECUTORS.get(step)
+        if executor is not None and self._own_app_gone(step, info):
+            executor = None  # a restart after the bot deleted its own application: hand off
         if executor is not None:
-            await self._organization(row)  # the right tenant, right before destroying
+            try:
+                await self._organization(row)  # the right tenant, right before destroying
+            except TokenError:
+                if not self._own_app_maybe_gone(step, info):
+                    raise
+                closures_db.update_step(
+                    self.db, row["id"], step, detail={**info["detail"], "own_app_gone": True}
+                )
+                executor = None
+        if executor is not None:
             started = self.clock()
             first = info["done"]
 

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 import aiohttp
@@ -69,7 +69,8 @@ class Runner(People):
     async def start(self) -> int:
         """Resume every open closure from the database; returns how many."""
         rows = closures_db.open_closures(self.db)
-        for row in rows:
+        # Finished closures whose last posts or status edit a crash cut short get them now.
+        for row in [*rows, *closures_db.needing_slack(self.db)]:
             self.spawn(row["id"])
         return len(rows)
 
@@ -84,6 +85,12 @@ class Runner(People):
         finally:
             if task is not None:
                 self._inflight.discard(task)
+
+    def background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run a listener's work after Slack has its answer; stop() lets it finish."""
+        task = asyncio.create_task(work)
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
 
     async def stop(self) -> None:
         if self._inflight:  # let replies already under way reach Slack
@@ -118,9 +125,9 @@ class Runner(People):
             waker.clear()
             try:
                 # First what a crash left unsent: the status message and queued thread posts.
-                if row["status_ts"] is None:
-                    await self.refresh_status(closure_id)
                 await self.flush(closure_id)
+                if row["status_ts"] is None or row["status_state"] != row["state"]:
+                    await self.refresh_status(closure_id)
                 if is_final(row["state"]):
                     return
                 delay = await self._phase(row)

@@ -123,6 +123,7 @@ class ClosureOutput:
         async with lock:
             posts = outbox.pending(self.db, closure_id)
             if not posts:
+                await self.mark_requests(closure_id)
                 return
             row = closures_db.get_closure(self.db, closure_id)
             if row is None:
@@ -167,6 +168,7 @@ class ClosureOutput:
                         requests_db.set_request_message(
                             self.db, post["request_id"], row["channel"], ts
                         )
+        await self.mark_requests(closure_id)
 
     async def _already_posted(self, row: Row, metadata: dict[str, Any]) -> str | None:
         """The ts of a bot message in the thread carrying exactly this metadata, if any."""
@@ -262,7 +264,7 @@ class ClosureOutput:
                 closure_id=closure_id,
                 step=None,
                 kind="status",
-                channel=str(resp["channel"]),
+                channel=row["channel"],
                 ts=ts,
                 thread_ts=None,
                 at=self.clock(),
@@ -275,6 +277,7 @@ class ClosureOutput:
                 blocks=body,
                 metadata=metadata,
             )
+        closures_db.set_status_shown(self.db, closure_id, row["state"])
 
     async def _status_posted(self, row: Row) -> str | None:
         cursor = None
@@ -332,11 +335,25 @@ class ClosureOutput:
         }
         return body, metadata
 
-    async def mark_request(self, request_id: int, outcome: str) -> None:
-        """Edit an approval request in place to show how it ended (approved, expired, void...)."""
-        req = requests_db.get_request(self.db, request_id)
-        if req is None or req["ts"] is None:
-            return
+    def _outcome(self, req: Row) -> str:
+        votes = requests_db.votes_for(self.db, req["id"])
+        by = {k: [v["approver"] for v in votes if v["kind"] == k] for k in ("approve", "veto")}
+        return {
+            "approved": f":white_check_mark: Approved by {blocks.mentions(by['approve'])}",
+            "rejected": f":x: Vetoed by {blocks.mentions(by['veto'])}",
+            "void": ":arrows_counterclockwise: Void: the plan changed (see below)",
+            "expired": ":hourglass: Expired: a fresh request follows",
+        }.get(req["status"], str(req["status"]))
+
+    async def mark_requests(self, closure_id: str) -> None:
+        """Edit each finished approval request in place to show how it ended; after a crash
+        this brings them up to date, since what each shows is recorded."""
+        for req in requests_db.unmarked(self.db, closure_id):
+            await self.mark_request(req)
+            requests_db.set_marked(self.db, req["id"], req["status"])
+
+    async def mark_request(self, req: Row) -> None:
+        outcome = self._outcome(req)
         row = closures_db.get_closure(self.db, req["closure_id"])
         plan_row = closures_db.get_plan(self.db, req["plan_id"])
         if row is None or plan_row is None:

@@ -110,3 +110,19 @@ def requests_of(db: Database, closure_id: str) -> list[dict[str, Any]]:
 def set_reminded(db: Database, request_id: int, at: float) -> None:
     with db.atomic():
         db.execute("UPDATE requests SET reminded_at = ? WHERE id = ?", [at, request_id])
+
+
+def set_marked(db: Database, request_id: int, status: str) -> None:
+    with db.atomic():
+        db.execute("UPDATE requests SET marked_status = ? WHERE id = ?", [status, request_id])
+
+
+def unmarked(db: Database, closure_id: str) -> list[Row]:
+    """Finished requests whose Slack message does not show how they ended yet."""
+    return _rows(
+        db.execute(
+            "SELECT * FROM requests WHERE closure_id = ? AND status != 'open' AND ts IS NOT NULL"
+            " AND (marked_status IS NULL OR marked_status != status) ORDER BY id",
+            [closure_id],
+        )
+    )

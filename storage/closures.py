@@ -204,3 +204,22 @@ def update_step(db: Database, closure_id: str, step: str, **fields: Any) -> None
 def mark_status_sending(db: Database, closure_id: str, at: float) -> None:
     with db.atomic():
         db.execute("UPDATE closures SET status_sending_at = ? WHERE id = ?", [at, closure_id])
+
+
+def set_status_shown(db: Database, closure_id: str, state: str) -> None:
+    with db.atomic():
+        db.execute("UPDATE closures SET status_state = ? WHERE id = ?", [state, closure_id])
+
+
+def needing_slack(db: Database) -> list[Row]:
+    """Finished closures whose status message or thread is not up to date (a crash at the end)."""
+    placeholders = ",".join("?" * len(FINAL))
+    return _rows(
+        db.execute(
+            f"SELECT * FROM closures WHERE state IN ({placeholders}) AND ("
+            " status_state IS NULL OR status_state != state"
+            " OR EXISTS (SELECT 1 FROM outbox WHERE outbox.closure_id = closures.id"
+            " AND outbox.ts IS NULL))",
+            list(FINAL),
+        )
+    )

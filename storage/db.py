@@ -185,3 +185,14 @@ def m004_outbox(db: Database) -> None:
         ALTER TABLE closures ADD COLUMN status_sending_at REAL;
         """
     )
+
+
+@migrations()
+def m005_shown(db: Database) -> None:
+    # What Slack shows, so a restart can bring a stale status message or request up to date.
+    db.executescript(
+        """
+        ALTER TABLE closures ADD COLUMN status_state TEXT;
+        ALTER TABLE requests ADD COLUMN marked_status TEXT;
+        """
+    )
