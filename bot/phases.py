@@ -22,7 +22,6 @@ from statemachine.closure import (
 )
 from statemachine.plan import Plan, diff
 from storage import approvals as requests_db
-from storage import audit
 from storage import closures as closures_db
 from storage.closures import Row
 
@@ -98,13 +97,9 @@ class Phases(ClosureMachine):
             content=plan.as_dict(),
             at=now,
         )
-        audit.append(
-            self.db,
-            tenant=row["tenant"],
-            closure_id=row["id"],
-            at=now,
-            actor="bot",
-            action="plan",
+        self.record(
+            row,
+            "plan",
             step=step,
             plan_hash=plan.hash,
             detail={"counts": plan.counts(), "blockers": list(plan.blockers), "plan_id": plan_id},
@@ -312,13 +307,9 @@ class Phases(ClosureMachine):
             await self.directory.active_ids(self.settings_of(row).approvers), self.requester_of(row)
         )
         waiting = [a for a in eligible if a not in tally.approvals]
-        audit.append(
-            self.db,
-            tenant=row["tenant"],
-            closure_id=row["id"],
-            at=now,
-            actor="bot",
-            action="reminder",
+        self.record(
+            row,
+            "reminder",
             step=req["step"],
             plan_hash=req["plan_hash"],
             detail={"waiting_on": waiting, "missing": tally.missing},
@@ -382,13 +373,9 @@ class Phases(ClosureMachine):
                     await self.refresh_status(row["id"], blocks.Progress(done, total, rate, eta))
 
             await executor(self.tenant_of(row), plan, progress, info["done"])
-            audit.append(
-                self.db,
-                tenant=row["tenant"],
-                closure_id=row["id"],
-                at=self.clock(),
-                actor="bot",
-                action="graph_writes",
+            self.record(
+                row,
+                "graph_writes",
                 step=step,
                 plan_hash=plan.hash,
                 detail={"counts": plan.counts(), "elapsed_s": round(self.clock() - started, 3)},
@@ -474,13 +461,10 @@ class Phases(ClosureMachine):
         """Record each admin-center item Microsoft now shows done, and say what is left."""
         done = [item for item in before if item not in now_]
         for item in done:
-            audit.append(
-                self.db,
-                tenant=row["tenant"],
-                closure_id=row["id"],
-                at=self.clock(),
+            self.record(
+                row,
+                "external_item_done",
                 actor="microsoft",
-                action="external_item_done",
                 step=step,
                 detail={"item": item},
             )
@@ -495,13 +479,9 @@ class Phases(ClosureMachine):
         if now < due:
             return due
         closures_db.update_step(self.db, row["id"], step, reminded_at=now)
-        audit.append(
-            self.db,
-            tenant=row["tenant"],
-            closure_id=row["id"],
-            at=now,
-            actor="bot",
-            action="reminder",
+        self.record(
+            row,
+            "reminder",
             step=step,
             detail={"waiting_on": remaining},
         )

@@ -24,8 +24,8 @@ from statemachine.closure import (
 )
 from statemachine.plan import Plan
 from storage import approvals as requests_db
+from storage import audit, outbox
 from storage import closures as closures_db
-from storage import outbox
 from storage import slack as slack_db
 from storage.closures import Row
 
@@ -80,6 +80,31 @@ class ClosureOutput:
             return None
         started = closures_db.get_step(self.db, row["id"], STEPS[-1])["started_at"]
         return started is None
+
+    def record(
+        self,
+        row: Row,
+        action: str,
+        *,
+        actor: str = "bot",
+        step: str | None = None,
+        plan_hash: str | None = None,
+        event_id: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Append to the audit trail for this closure, now."""
+        audit.append(
+            self.db,
+            tenant=row["tenant"],
+            closure_id=row["id"],
+            at=self.clock(),
+            actor=actor,
+            action=action,
+            step=step,
+            plan_hash=plan_hash,
+            event_id=event_id,
+            detail=detail,
+        )
 
     def _no(self, step: str | None) -> int:
         return STEPS.index(step) + 1 if step in STEPS else 0
