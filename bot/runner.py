@@ -20,6 +20,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlite_utils import Database
 
+from bot import blocks
 from bot.config import Settings
 from bot.identity import Directory
 from bot.microsoft import steps as ms
@@ -47,6 +48,7 @@ class Runner(People):
         session: aiohttp.ClientSession,
         ssl_context: Any = None,
         clock: Callable[[], float] = time.time,
+        status_interval: float = 2.0,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -62,6 +64,10 @@ class Runner(People):
         self._stopping = False
         self._inflight: set[asyncio.Task[Any]] = set()
         self._flush_locks: dict[str, asyncio.Lock] = {}
+        self.status_interval = status_interval
+        self._last_edit: dict[str, float] = {}
+        self._deferred_edits: dict[str, asyncio.Task[None]] = {}
+        self._pending_progress: dict[str, blocks.Progress] = {}
         self.directory = Directory(client, db, clock)
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -93,6 +99,8 @@ class Runner(People):
         task.add_done_callback(self._inflight.discard)
 
     async def stop(self) -> None:
+        for edit in list(self._deferred_edits.values()):
+            edit.cancel()
         if self._inflight:  # let replies already under way reach Slack
             await asyncio.wait(set(self._inflight), timeout=10)
         self._stopping = True

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlite_utils import Database
 
@@ -28,6 +30,8 @@ from storage import audit, outbox
 from storage import closures as closures_db
 from storage import slack as slack_db
 from storage.closures import Row
+
+log = logging.getLogger("close_account_bot.thread")
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,10 @@ class ClosureOutput:
     _locks: dict[str, asyncio.Lock]
     _last_progress: dict[str, float]
     _flush_locks: dict[str, asyncio.Lock]
+    status_interval: float
+    _last_edit: dict[str, float]
+    _deferred_edits: dict[str, asyncio.Task[None]]
+    _pending_progress: dict[str, blocks.Progress]
     _stopping: bool
 
     def tenant_of(self, row: Row) -> ms.Tenant:
@@ -257,10 +265,41 @@ class ClosureOutput:
     async def refresh_status(
         self, closure_id: str, progress: blocks.Progress | None = None
     ) -> None:
-        """Post the status message once, then edit it in place."""
+        """Post the status message once, then edit it in place, at most once per
+        `status_interval` (Slack's tier 3 allows about one edit a second per message): an edit
+        asked for sooner is sent when the interval is up, showing the state at that moment."""
         row = closures_db.get_closure(self.db, closure_id)
         if row is None:
             return
+        if row["status_ts"] is not None:
+            wait = self._last_edit.get(closure_id, -1e18) + self.status_interval - self.clock()
+            if wait > 0:
+                if progress is not None:
+                    self._pending_progress[closure_id] = progress
+                if closure_id not in self._deferred_edits:
+                    self._deferred_edits[closure_id] = asyncio.create_task(
+                        self._edit_later(closure_id, wait)
+                    )
+                return
+            self._last_edit[closure_id] = self.clock()
+        await self._show_status(row, progress or self._pending_progress.pop(closure_id, None))
+
+    async def _edit_later(self, closure_id: str, wait: float) -> None:
+        try:
+            await asyncio.sleep(wait)
+        finally:
+            self._deferred_edits.pop(closure_id, None)
+        row = closures_db.get_closure(self.db, closure_id)
+        if row is None or row["status_ts"] is None:
+            return
+        self._last_edit[closure_id] = self.clock()
+        try:
+            await self._show_status(row, self._pending_progress.pop(closure_id, None))
+        except SlackApiError as exc:  # the drive loop re-shows a stale status later
+            log.warning("closure %s: status edit failed: %s", closure_id, exc.response.get("error"))
+
+    async def _show_status(self, row: Row, progress: blocks.Progress | None) -> None:
+        closure_id = row["id"]
         view = self.status_view(row, progress)
         metadata = {
             "event_type": "close_account_status",

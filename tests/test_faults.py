@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+import time
 from collections import Counter
 
 import pytest
 
 from bot.demo import World
+from bot.simulator.slack import SimMessage
 from tests.conftest import MakeWorld
 
 
@@ -76,3 +79,23 @@ async def test_slack_429_and_5xx_are_retried(make_world: MakeWorld) -> None:
     for once in ("Step 1 approved", "Step 5 approved", "is closed"):
         assert sum(once in t for t in texts) == 1, once
     assert len(world.find_status_messages()) == 1
+
+
+async def test_status_edits_are_coalesced_to_one_per_interval(make_world: MakeWorld) -> None:
+    """With a 1 s interval the status message is edited at most once a second, and it still
+    ends showing the latest state."""
+    world = await make_world(users=120, status_interval=1.0)
+    edits: list[float] = []
+
+    def on_change(kind: str, message: SimMessage) -> None:
+        meta = message.metadata or {}
+        if kind == "updated" and meta.get("event_type") == "close_account_status":
+            edits.append(time.monotonic())
+
+    world.slack.subscribe(on_change)
+    world.script_approvers()
+    await world.command(world.tenant.name)
+    await world.wait_state("cancel_subscriptions.waiting_external", timeout=30)
+    assert len(edits) >= 2
+    gaps = [b - a for a, b in itertools.pairwise(edits)]
+    assert all(gap >= 0.9 for gap in gaps), gaps
