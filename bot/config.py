@@ -92,6 +92,8 @@ class Timing:
     approval_ttl: float = 86400.0
     reminder_interval: float = 43200.0
     tenant_gone_checks: int = 3
+    # Least time between two edits of a status message (0: every edit at once, for tests).
+    status_edit_interval: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -243,7 +245,7 @@ def _slack(table: _Table, environ: Mapping[str, str]) -> SlackSettings:
 def _timing(table: _Table) -> Timing:
     defaults = Timing()
     durations: dict[str, float] = {}
-    for name in ("poll_interval", "approval_ttl", "reminder_interval"):
+    for name in ("poll_interval", "approval_ttl", "reminder_interval", "status_edit_interval"):
         value = table.get(name)
         if value is None:
             durations[name] = getattr(defaults, name)
@@ -254,7 +256,7 @@ def _timing(table: _Table) -> Timing:
             durations[name] = parse_duration(value)
         except ValueError as exc:
             raise table.error(name, str(exc)) from None
-        if durations[name] <= 0:
+        if durations[name] <= 0 and name != "status_edit_interval":
             raise table.error(name, "must be longer than 0")
     checks = table.optional_integer("tenant_gone_checks")
     checks = defaults.tenant_gone_checks if checks is None else checks

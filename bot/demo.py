@@ -101,6 +101,7 @@ DEMO_TIMING: dict[str, str | int] = {
     "approval_ttl": "1h",
     "reminder_interval": "12h",
     "tenant_gone_checks": 3,
+    "status_edit_interval": "0s",
 }
 
 
@@ -116,8 +117,6 @@ class World:
     environ: dict[str, str]
     service: Service | None = None
     owns_directory: bool = True
-    # Tests see every status edit at once; the demo paces them as the bot does in production.
-    status_interval: float = 0.0
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -135,7 +134,6 @@ class World:
         start: bool = True,
         microsoft: Mapping[str, Any] | None = None,
         certificate: bool = False,
-        status_interval: float = 0.0,
     ) -> World:
         owns = directory is None
         directory = (
@@ -177,7 +175,6 @@ class World:
             "SIM_TENANT_SECRET": sim_tenant.client_secret,
         }
         world = cls(ms, slack, sim_tenant, directory, config_path, environ, owns_directory=owns)
-        world.status_interval = status_interval
         if start:
             await world.start_bot()
         return world
@@ -186,12 +183,7 @@ class World:
         return load_settings(self.config_path, self.environ)
 
     async def start_bot(self) -> Service:
-        self.service = await start_service(
-            self.settings(),
-            port=0,
-            graph_backoff=0.02,
-            status_interval=self.status_interval,
-        )
+        self.service = await start_service(self.settings(), port=0, graph_backoff=0.02)
         self.slack.request_url = f"{self.service.url}/slack/events"
         return self.service
 
@@ -369,8 +361,12 @@ async def run_demo(
     rollback: bool = False,
 ) -> int:
     started = time.monotonic()
+    # The demo paces status edits as production does; tests see every edit at once.
     world = await World.create(
-        users=users, seed=seed, db_path=Path(db_path) if db_path else None, status_interval=2.0
+        users=users,
+        seed=seed,
+        db_path=Path(db_path) if db_path else None,
+        timing={"status_edit_interval": "2s"},
     )
     if on_world is not None:
         on_world(world)

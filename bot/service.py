@@ -212,7 +212,6 @@ async def start_service(
     port: int = 3000,
     clock: Callable[[], float] = time.time,
     graph_backoff: float = 1.0,
-    status_interval: float = 2.0,
 ) -> Service:
     """Start the bot: HTTP server (and Socket Mode if configured), then resume closures."""
     lock = acquire_instance_lock(settings.storage_path)  # exactly one instance per database
@@ -224,7 +223,6 @@ async def start_service(
             port=port,
             clock=clock,
             graph_backoff=graph_backoff,
-            status_interval=status_interval,
         )
     except BaseException:
         lock.release()
@@ -239,7 +237,6 @@ async def _start(
     port: int,
     clock: Callable[[], float],
     graph_backoff: float,
-    status_interval: float,
 ) -> Service:
     context = ssl_context(settings.ca_file)
     bundle = ca_bundle(settings.ca_file)
@@ -255,7 +252,7 @@ async def _start(
         session=session,
         ssl_context=context,
         clock=clock,
-        status_interval=status_interval,
+        status_interval=settings.timing.status_edit_interval,
     )
     app = build_app(
         runner=runner,

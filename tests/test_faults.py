@@ -84,7 +84,7 @@ async def test_slack_429_and_5xx_are_retried(make_world: MakeWorld) -> None:
 async def test_status_edits_are_coalesced_to_one_per_interval(make_world: MakeWorld) -> None:
     """With a 1 s interval the status message is edited at most once a second, and it still
     ends showing the latest state."""
-    world = await make_world(users=120, status_interval=1.0)
+    world = await make_world(users=120, timing={"status_edit_interval": "1s"})
     edits: list[float] = []
 
     def on_change(kind: str, message: SimMessage) -> None:
