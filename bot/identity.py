@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Iterable
 
@@ -26,6 +27,7 @@ class Directory:
         self.clock = clock
         self._ids = identities.known(db)
         self._active: dict[str, tuple[bool, float]] = {}
+        self._asking: dict[str, asyncio.Task[bool]] = {}
 
     async def resolve(self, refs: Iterable[str]) -> list[str]:
         """Resolve every email through users.lookupByEmail; returns what could not be."""
@@ -63,6 +65,16 @@ class Directory:
         now = self.clock()
         if cached is not None and now - cached[1] < ACTIVE_TTL and not fresh:
             return cached[0]
+        # One users.info call per user at a time: closures resumed together share it.
+        asking = self._asking.get(user_id)
+        if asking is None:
+            asking = asyncio.ensure_future(self._ask(user_id))
+            self._asking[user_id] = asking
+            asking.add_done_callback(lambda _: self._asking.pop(user_id, None))
+        return await asyncio.shield(asking)
+
+    async def _ask(self, user_id: str) -> bool:
+        now = self.clock()
         try:
             resp = await self.client.users_info(user=user_id)
             user = resp.get("user") or {}

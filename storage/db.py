@@ -196,3 +196,10 @@ def m005_shown(db: Database) -> None:
         ALTER TABLE requests ADD COLUMN marked_status TEXT;
         """
     )
+
+
+@migrations()
+def m006_request_index(db: Database) -> None:
+    db.executescript(
+        "CREATE INDEX IF NOT EXISTS requests_by_closure ON requests(closure_id, step);"
+    )

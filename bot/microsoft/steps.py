@@ -400,7 +400,7 @@ async def plan_delete_directory(tenant: Tenant, org: dict[str, Any]) -> Plan:
         blockers.append(
             f"{len(live)} subscriptions are not Deleted yet (steps 2 and 3 must finish first)."
         )
-    deleted = await graph.get_all("/directory/deletedItems/microsoft.graph.user")
+    deleted = await graph.get_all("/directory/deletedItems/microsoft.graph.user?$top=999")
     apps = await graph.get_all("/applications")
     sps = await graph.get_all("/servicePrincipals")
     domains = await graph.get_all("/domains")

@@ -88,7 +88,12 @@ class MsalTokens:
         app = self._app
         if force_refresh:
             app.remove_tokens_for_client()
-        result = app.acquire_token_for_client(self.scopes)
+        try:
+            result = app.acquire_token_for_client(self.scopes)
+        finally:
+            # A token lasts an hour: keeping the TLS connection (and its CA bundle) per tenant
+            # costs more memory than reconnecting.
+            self._http.close()
         if "access_token" not in result:
             error = result.get("error", "unknown_error")
             description = str(result.get("error_description", "")).split("\n")[0]

@@ -6,6 +6,8 @@ scripted admin. Throttling, injected faults and the write gate apply to every Gr
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import time
 import uuid
 from collections.abc import Callable
@@ -179,6 +181,8 @@ class MicrosoftSimulator:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.ca_file:  # the throwaway CA's folder
+            shutil.rmtree(os.path.dirname(self.ca_file), ignore_errors=True)
 
     async def __aenter__(self) -> MicrosoftSimulator:
         await self.start()
