@@ -1,0 +1,391 @@
+"""Benchmark 2: Slack ack latency while 50 closures delete users at once.
+
+Three processes, as in production the bot has its own: the Slack simulator and the measuring
+client here, the Microsoft simulator (50 tenants of 200-400 users) in benchmarks.simserver, the
+bot in benchmarks.botproc (`run` with each tenant's WritePacer set to the simulator's budget).
+Each tenant's write budget is 20 writes per 1 s: Microsoft's rate of 20 writes/s without the
+3,000-write burst, so each closure's step 1 lasts 10-20 s instead of a few seconds.
+
+Signed slash commands (`status <tenant>` and `list`, 3 to 1) go out open-loop at a fixed rate,
+each on its own task so that a slow answer does not delay the next; a command's ack time is the
+wall time of the simulator's `slash_command`: the signed POST to the bot's Request URL until its
+HTTP answer. Its reply time is until the bot's ephemeral answer reaches the response_url.
+
+1. Baseline: 300 commands to the idle bot.
+2. The admin starts the 50 closures (10 a second); two approvers approve each step-1 request a
+   second after it appears (an instant reaction can be lost, see BENCHMARKS.md); commands go on
+   meanwhile, until every closure is deleting users.
+3. The measurement: 300 commands while the 50 closures delete users.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from benchmarks.common import (
+    ADMIN,
+    APPROVERS,
+    CHANNEL,
+    OUTSIDER,
+    ROOT,
+    TENANT_SECRET_ENV,
+    Row,
+    config_text,
+    cpu_seconds,
+    free_port,
+    percentile,
+    say,
+    sim_process,
+    stop_process,
+)
+from bot.demo import people
+from bot.simulator.slack import SimMessage, SlackSimulator
+
+NAME = "ack_latency"
+TITLE = "Slack ack latency with 50 closures executing"
+
+TENANTS = 50
+BUDGET = (20, 1.0)  # writes per window (s), per tenant, in the simulator and the bot's pacer
+COMMANDS = 300
+COMMAND_RATE = 40.0  # per second, open loop
+START_RATE = 10.0  # /close-account <tenant> per second while starting the 50
+APPROVER_DELAY = 1.0  # seconds from an approval request appearing to the approvers' reactions
+REVOTE_AFTER = 10.0  # seconds after which a vote the bot did not count is cast again
+TARGET_P99 = 0.100
+EXECUTING = "delete_users.executing"
+BEFORE = ("delete_users.planning", "delete_users.awaiting_approval")
+
+
+def users_for(i: int) -> int:
+    return 200 + (i * 67) % 201  # 200..400, spread
+
+
+@dataclass
+class Burst:
+    acks: list[float] = field(default_factory=list)
+    replies: list[float] = field(default_factory=list)
+    failures: int = 0
+    executing: list[int] = field(default_factory=list)  # closures executing at each send
+    elapsed: float = 0.0
+    bot_cpu: float = 0.0
+
+
+class States:
+    """Samples each closure's state from its status message (metadata) in the simulated Slack."""
+
+    def __init__(self, slack: SlackSimulator) -> None:
+        self.slack = slack
+        self.executing = 0
+        self.states: dict[str, str] = {}
+        self.reached: set[str] = set()  # at step 1's execution or past it
+
+    def sample(self) -> None:
+        states = {}
+        for msg in self.slack.find(event_type="close_account_status", channel=CHANNEL):
+            payload = (msg.metadata or {}).get("event_payload") or {}
+            states[str(payload.get("tenant"))] = str(payload.get("state"))
+        self.states = states
+        running = {t for t, s in states.items() if s == EXECUTING}
+        self.executing = len(running)
+        self.reached = {t for t, s in states.items() if s not in BEFORE}
+
+    async def run(self) -> None:
+        while True:
+            self.sample()
+            await asyncio.sleep(0.1)
+
+
+class TimedSlack(SlackSimulator):
+    """The Slack simulator, noting when each response_url delivery arrives."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.reply_at: dict[str, float] = {}
+
+    async def _response_url(self, request: web.Request) -> web.Response:
+        self.reply_at.setdefault(request.match_info["key"], time.perf_counter())
+        return await super()._response_url(request)
+
+
+async def burst(
+    slack: TimedSlack,
+    names: list[str],
+    states: States,
+    pid: int,
+    until: Callable[[], bool] | None = None,
+) -> Burst:
+    """COMMANDS slash commands at COMMAND_RATE (fewer if `until()` turns true), open loop;
+    the ack and reply time of each."""
+    out = Burst()
+    sent: list[tuple[str, float]] = []  # response_url key, send time
+
+    async def one(i: int) -> None:
+        text = "list" if i % 4 == 0 else f"status {names[i % len(names)]}"
+        out.executing.append(states.executing)
+        t0 = time.perf_counter()
+        result = await slack.slash_command(user_id=OUTSIDER, text=text, channel_id=CHANNEL)
+        out.acks.append(time.perf_counter() - t0)
+        if result.status != 200 or result.timed_out:
+            out.failures += 1
+            return
+        sent.append((result.response_url.rsplit("/", 1)[1], t0))
+
+    cpu0 = cpu_seconds(pid)
+    start = time.perf_counter()
+    tasks = []
+    for i in range(COMMANDS):
+        if until is not None and until():
+            break
+        delay = start + i / COMMAND_RATE - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i)))
+    await asyncio.gather(*tasks)
+    out.elapsed = time.perf_counter() - start
+    out.bot_cpu = cpu_seconds(pid) - cpu0
+    with contextlib.suppress(TimeoutError):  # the replies that never came count as failures
+        await slack.wait_for(lambda _: all(k in slack.reply_at for k, _ in sent), timeout=30)
+    out.replies = [slack.reply_at[k] - t0 for k, t0 in sent if k in slack.reply_at]
+    out.failures += len(sent) - len(out.replies)
+    return out
+
+
+class Approvers:
+    """Two approvers approve every step-1 request, APPROVER_DELAY after it appears (a quick
+    human). A vote the bot did not count (the closure still awaits approval REVOTE_AFTER later)
+    is counted in `lost` and cast again: reaction removed and added back."""
+
+    def __init__(self, slack: SlackSimulator, states: States) -> None:
+        self.slack = slack
+        self.states = states
+        self.lost = 0
+        self.queue: asyncio.Queue[SimMessage] = asyncio.Queue()
+        slack.subscribe(self.on_message)
+
+    def on_message(self, kind: str, msg: SimMessage) -> None:
+        meta = msg.metadata or {}
+        payload = meta.get("event_payload") or {}
+        if (
+            kind == "posted"
+            and meta.get("event_type") == "close_account_approval"
+            and payload.get("step") == "delete_users"
+        ):
+            self.queue.put_nowait(msg)
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            while True:
+                msg = await self.queue.get()
+                group.create_task(self.approve(msg))
+
+    async def approve(self, msg: SimMessage) -> None:
+        tenant = str(((msg.metadata or {}).get("event_payload") or {}).get("tenant"))
+        await asyncio.sleep(APPROVER_DELAY)
+        for user in APPROVERS[:2]:
+            await self.react(msg, user)
+        while True:
+            await asyncio.sleep(REVOTE_AFTER)
+            if self.states.states.get(tenant) != "delete_users.awaiting_approval":
+                return
+            self.lost += 1
+            for user in APPROVERS[:2]:
+                await self.react(msg, user, remove=True)
+                await self.react(msg, user)
+
+    async def react(self, msg: SimMessage, user: str, remove: bool = False) -> None:
+        try:
+            result = await self.slack.react(
+                user_id=user, channel=msg.channel, ts=msg.ts, name="white_check_mark", remove=remove
+            )
+        except ValueError as exc:
+            say(f"  approver {user}: {exc}")
+            return
+        if result.status != 200:
+            say(f"  approver {user}: the bot answered {result.status} {result.body!r}")
+
+
+def summary(b: Burst) -> str:
+    return (
+        f"p50 {percentile(b.acks, 50) * 1000:.1f} ms, p99 {percentile(b.acks, 99) * 1000:.1f} ms,"
+        f" max {max(b.acks) * 1000:.1f} ms over {len(b.acks)} commands in {b.elapsed:.1f}s;"
+        f" reply p50 {percentile(b.replies, 50) * 1000:.0f} ms,"
+        f" p99 {percentile(b.replies, 99) * 1000:.0f} ms; failures {b.failures};"
+        f" bot CPU {b.bot_cpu / b.elapsed:.0%} of a core;"
+        f" closures executing at send: min {min(b.executing)}, mean"
+        f" {sum(b.executing) / len(b.executing):.1f}"
+    )
+
+
+async def run() -> list[Row]:
+    tenants: list[dict[str, Any]] = [
+        {"name": f"t{i:02d}", "users": users_for(i), "seed": i, "write_budget": list(BUDGET)}
+        for i in range(1, TENANTS + 1)
+    ]
+    total_users = sum(int(t["users"]) for t in tenants)
+    say(
+        f"[{NAME}] {TENANTS} tenants, {total_users:,} users; write budget {BUDGET[0]} per"
+        f" {BUDGET[1]:g}s per tenant; {COMMANDS} commands at {COMMAND_RATE:g}/s"
+    )
+    with tempfile.TemporaryDirectory(prefix="bench-ack-") as tmp:
+        slack = TimedSlack(users=people())
+        await slack.start()
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            async with sim_process({"tenants": tenants}) as sim:
+                config = Path(tmp) / "close-account.toml"
+                config.write_text(
+                    config_text(
+                        slack_api_url=slack.api_url,
+                        sim=sim.info,
+                        tenants=sim.tenants,
+                        db_path=Path(tmp) / "close-account.db",
+                        timing={
+                            "poll_interval": "5s",
+                            "approval_ttl": "1h",
+                            "reminder_interval": "12h",
+                            "tenant_gone_checks": 3,
+                        },
+                    )
+                )
+                env = {
+                    **os.environ,
+                    "SLACK_BOT_TOKEN": slack.bot_token,
+                    "SLACK_SIGNING_SECRET": slack.signing_secret,
+                    TENANT_SECRET_ENV: sim.tenants[0]["client_secret"],
+                }
+                log_path = Path(tmp) / "bot.log"
+                with log_path.open("wb") as log:
+                    proc = await asyncio.create_subprocess_exec(
+                        sys.executable,
+                        "-m",
+                        "benchmarks.botproc",
+                        str(config),
+                        str(free_port()),
+                        str(BUDGET[0]),
+                        str(BUDGET[1]),
+                        stdout=asyncio.subprocess.PIPE,
+                        stderr=log,
+                        cwd=ROOT,
+                        env=env,
+                    )
+                try:
+                    assert proc.stdout is not None
+                    line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+                    if not line.startswith("listening "):
+                        raise RuntimeError(f"the bot did not start: {log_path.read_text()}")
+                    slack.request_url = line.split()[1] + "/slack/events"
+                    names = [t["name"] for t in sim.tenants]
+                    states = States(slack)
+                    tasks.append(asyncio.create_task(states.run()))
+
+                    idle = await burst(slack, names, states, proc.pid)
+                    say(f"  baseline, no closure running: {summary(idle)}")
+
+                    approvers = Approvers(slack, states)
+                    tasks.append(asyncio.create_task(approvers.run()))
+                    started = time.perf_counter()
+                    start_acks: list[float] = []
+
+                    async def start(name: str) -> None:
+                        t0 = time.perf_counter()
+                        result = await slack.slash_command(user_id=ADMIN, text=name)
+                        start_acks.append(time.perf_counter() - t0)
+                        if result.status != 200:
+                            raise RuntimeError(f"/close-account {name}: {result}")
+
+                    def all_started() -> bool:
+                        return len(states.reached) == TENANTS
+
+                    ramping = asyncio.create_task(
+                        burst(slack, names, states, proc.pid, until=all_started)
+                    )
+                    starts = []
+                    for i, name in enumerate(names):
+                        await asyncio.sleep(
+                            max(0.0, started + i / START_RATE - time.perf_counter())
+                        )
+                        starts.append(asyncio.create_task(start(name)))
+                    await asyncio.gather(*starts)
+                    try:
+                        await slack.wait_for(lambda _: all_started(), timeout=120)
+                    except TimeoutError:
+                        raise RuntimeError(f"closures did not all start: {states.states}") from None
+                    ramp_s = time.perf_counter() - started
+                    ramp = await ramping
+                    say(
+                        f"  {TENANTS} starts at {START_RATE:g}/s: acks p50"
+                        f" {percentile(start_acks, 50) * 1000:.1f} ms, p99"
+                        f" {percentile(start_acks, 99) * 1000:.1f} ms; all {TENANTS} deleting users"
+                        f" after {ramp_s:.1f}s; step-1 approvals not counted (cast again):"
+                        f" {approvers.lost}"
+                    )
+                    say(f"  meanwhile (planning, approvals): {summary(ramp)}")
+                    await sim.reset()
+                    loaded = await burst(slack, names, states, proc.pid)
+                    say(f"  {TENANTS} closures executing: {summary(loaded)}")
+                    stats = await sim.stats()
+                finally:
+                    await stop_process(proc)
+                warnings = [
+                    x
+                    for x in log_path.read_text().splitlines()
+                    if x.startswith(("WARNING", "ERROR"))
+                ]
+                if warnings:
+                    say(f"  bot log: {len(warnings)} warnings/errors, first: {warnings[0]}")
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await slack.stop()
+    subs = sum(c for k, c in stats["requests"].items() if k.startswith("DELETE sub"))
+    throttled = stats["requests"].get("DELETE sub 429", 0)
+    say(
+        f"  during the loaded burst the simulator answered {subs:,} user deletes"
+        f" ({subs / loaded.elapsed:,.0f}/s), {throttled} of them 429"
+    )
+    p99, base_p99 = percentile(loaded.acks, 99), percentile(idle.acks, 99)
+    p50, base_p50 = percentile(loaded.acks, 50), percentile(idle.acks, 50)
+    ramp_p99 = percentile(ramp.acks + start_acks, 99)
+    return [
+        Row(
+            NAME,
+            "ack p50",
+            f"{p50 * 1000:.1f} ms",
+            "-",
+            f"{base_p50 * 1000:.1f} ms (idle)",
+        ),
+        Row(
+            NAME,
+            f"ack p99 ({COMMANDS} commands, {TENANTS} executing)",
+            f"{p99 * 1000:.1f} ms",
+            f"< {TARGET_P99 * 1000:.0f} ms",
+            f"{base_p99 * 1000:.1f} ms (idle)",
+            p99 < TARGET_P99 and loaded.failures == 0,
+        ),
+        Row(
+            NAME,
+            f"ack p99 while the {TENANTS} start (plan, approve)",
+            f"{ramp_p99 * 1000:.1f} ms",
+            "-",
+            f"{base_p99 * 1000:.1f} ms (idle)",
+        ),
+        Row(
+            NAME,
+            "reply p99 (ephemeral answer at the response_url)",
+            f"{percentile(loaded.replies, 99) * 1000:.0f} ms",
+            "-",
+            f"{percentile(idle.replies, 99) * 1000:.0f} ms (idle)",
+        ),
+    ]
