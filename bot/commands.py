@@ -11,8 +11,8 @@ from storage import closures as closures_db
 
 USAGE = (
     "Usage: `/close-account <tenant>` (or `start <tenant>`) · `status [<tenant>]` · `list` ·"
-    " `abort <tenant> [reason]` · `retry <tenant>` · `rollback <tenant>` · `audit <tenant>` ·"
-    " `help`"
+    " `abort <tenant> [reason]` · `retry <tenant>` · `rollback <tenant>` ·"
+    " `disable-sync <tenant>` · `audit <tenant>` · `help`"
 )
 HELP = (
     "*close-account-bot* closes a Microsoft 365 tenant in Microsoft's five steps, each one planned,"

@@ -49,3 +49,18 @@ def test_garbage_is_refused_with_a_reason(text: str) -> None:
     with pytest.raises(UsageError) as info:
         parse(text)
     assert "\n" not in str(info.value) and str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "command"),
+    [
+        ("rollback contoso", Command("rollback", "contoso")),
+        ("disable-sync contoso", Command("disable-sync", "contoso")),
+        ("audit contoso", Command("audit", "contoso")),
+    ],
+)
+def test_parses_the_later_commands(text: str, command: Command) -> None:
+    """rollback, disable-sync and audit take exactly one tenant."""
+    assert parse(text) == command
+    with pytest.raises(UsageError):
+        parse(text + " extra")
