@@ -25,6 +25,7 @@ PHASE_LABEL = {
 KIND_LABEL = {
     "user": "users",
     "subscription": "subscriptions",
+    "azure_subscription": "Azure subscriptions to cancel through Azure Resource Manager",
     "security_defaults": "security defaults",
     "ca_policy": "conditional access policies requiring MFA",
     "per_user_mfa": "per-user MFA settings",

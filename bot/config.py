@@ -113,6 +113,7 @@ class TenantSettings:
     client_secret_env: str | None
     client_secret: str | None = field(repr=False)
     certificate_file: Path | None
+    arm_url: str = ""  # Azure Resource Manager (the cloud's unless overridden)
 
     def quorum_for(self, step: str) -> int:
         """Approvals needed for `step` (a step name or 'rollback')."""
@@ -198,6 +199,7 @@ _TENANT_KEYS = (
     "cloud",
     "authority_host",
     "graph_url",
+    "arm_url",
 )
 _SECRET_HINTS = {
     "bot_token": "set the SLACK_BOT_TOKEN environment variable instead",
@@ -327,6 +329,7 @@ def _tenant(table: _Table, base: Path, environ: Mapping[str, str]) -> TenantSett
         raise table.error("cloud", f"{cloud!r} is not one of {', '.join(CLOUDS)}")
     authority_host = table.url("authority_host", schemes=("https",), allow_path=False)
     graph_url = table.url("graph_url", schemes=("https",), allow_path=True)
+    arm_url = table.url("arm_url", schemes=("https",), allow_path=True)
     return TenantSettings(
         name=name,
         tenant_id=tenant_id,
@@ -341,6 +344,7 @@ def _tenant(table: _Table, base: Path, environ: Mapping[str, str]) -> TenantSett
         client_secret_env=secret_env,
         client_secret=client_secret,
         certificate_file=certificate,
+        arm_url=arm_url or CLOUDS[cloud].arm_url,
     )
 
 

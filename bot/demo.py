@@ -93,6 +93,7 @@ approvers = {strings(approvers)}
 quorum = {quorum}
 authority_host = "{microsoft.base_url}"
 graph_url = "{microsoft.base_url}"
+arm_url = "{microsoft.base_url}/arm"
 """
 
 
@@ -318,7 +319,7 @@ class World:
             async with http.post(
                 f"{base}/subscriptions/{sub_id}/{action}", ssl=ssl_context
             ) as resp:
-                if resp.status not in (200, 204, 409):
+                if resp.status not in (200, 204, 404, 409):
                     resp.raise_for_status()
 
 

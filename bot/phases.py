@@ -37,6 +37,7 @@ PLANNERS: dict[str, PlanFn] = {
 }
 EXECUTORS: dict[str, ExecFn] = {
     "delete_users": ms.execute_delete_users,
+    "cancel_subscriptions": ms.execute_cancel_subscriptions,
     "disable_mfa": ms.execute_disable_mfa,
     "delete_directory": ms.execute_delete_directory,
     ROLLBACK: rb.execute_rollback,
@@ -380,7 +381,11 @@ class Phases(ClosureMachine):
                 plan_hash=plan.hash,
                 detail={"counts": plan.counts(), "elapsed_s": round(self.clock() - started, 3)},
             )
-        if step in HANDED_OFF or (step == ROLLBACK and plan.checklist) or ms.is_sync_plan(plan):
+        if (
+            (step in HANDED_OFF and (plan.checklist or step == STEPS[-1]))
+            or (step == ROLLBACK and plan.checklist)
+            or ms.is_sync_plan(plan)
+        ):
             await self.transition(
                 row["id"],
                 row["state"],

@@ -31,6 +31,7 @@ from sqlite_utils import Database
 
 from bot.app import build_app
 from bot.config import Settings
+from bot.microsoft.azure import Arm
 from bot.microsoft.graph import Graph
 from bot.microsoft.pacing import WritePacer
 from bot.microsoft.steps import Tenant
@@ -189,20 +190,24 @@ def build_tenants(
     pacer: Callable[[], WritePacer] | None = None,
 ) -> dict[str, Tenant]:
     """One MSAL app and one Graph client per configured tenant, over the shared session."""
-    return {
-        t.name: Tenant(
-            t,
-            Graph(
-                session,
-                graph_url=t.graph_url,
-                tokens=MsalTokens(t, ca_bundle=bundle),
-                ssl_context=context,
-                backoff_base=graph_backoff,
-                pacer=pacer() if pacer is not None else None,
-            ),
+    tenants = {}
+    for t in settings.tenants:
+        tokens = MsalTokens(t, ca_bundle=bundle)
+        graph = Graph(
+            session,
+            graph_url=t.graph_url,
+            tokens=tokens,
+            ssl_context=context,
+            backoff_base=graph_backoff,
+            pacer=pacer() if pacer is not None else None,
         )
-        for t in settings.tenants
-    }
+        arm = (
+            Arm(session, t.arm_url, tokens, ssl_context=context, backoff_base=graph_backoff)
+            if t.arm_url
+            else None
+        )
+        tenants[t.name] = Tenant(t, graph, arm)
+    return tenants
 
 
 async def start_service(

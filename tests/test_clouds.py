@@ -67,3 +67,12 @@ def test_explicit_endpoints_override_the_cloud(tmp_path: Path) -> None:
     }
     assert tokens.scopes == ["https://graph.example.test/.default"]
     tokens.close()
+
+
+@pytest.mark.parametrize("cloud", sorted(CLOUDS))
+def test_each_cloud_has_its_resource_manager(tmp_path: Path, cloud: str) -> None:
+    """Azure subscriptions are cancelled through the cloud's own Resource Manager host."""
+    tokens = settings_for(tmp_path, cloud)
+    assert tokens.tenant.arm_url == CLOUDS[cloud].arm_url
+    assert tokens.tenant.arm_url.startswith("https://management.")
+    tokens.close()

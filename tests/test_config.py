@@ -599,7 +599,8 @@ def test_cloud_picks_its_endpoints(
     tmp_path: Path, cloud: str, authority_host: str, graph_url: str
 ) -> None:
     """Each national cloud maps to its sign-in host and Graph URL, which a tenant inherits."""
-    assert CLOUDS[cloud] == CloudEndpoints(authority_host, graph_url)
+    assert (CLOUDS[cloud].authority_host, CLOUDS[cloud].graph_url) == (authority_host, graph_url)
+    assert isinstance(CLOUDS[cloud], CloudEndpoints)
     tenant = build(with_value("tenants.0.cloud", cloud), tmp_path).tenants[0]
     assert (tenant.cloud, tenant.authority_host, tenant.graph_url) == (
         cloud,

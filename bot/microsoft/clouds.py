@@ -17,23 +17,28 @@ class CloudEndpoints:
 
     authority_host: str
     graph_url: str
+    arm_url: str  # Azure Resource Manager, for Azure subscriptions
 
 
 CLOUDS: dict[str, CloudEndpoints] = {
     "global": CloudEndpoints(
         authority_host="https://login.microsoftonline.com",
         graph_url="https://graph.microsoft.com",
+        arm_url="https://management.azure.com",
     ),
     "usgov": CloudEndpoints(
         authority_host="https://login.microsoftonline.us",
         graph_url="https://graph.microsoft.us",
+        arm_url="https://management.usgovcloudapi.net",
     ),
     "usgov-dod": CloudEndpoints(
         authority_host="https://login.microsoftonline.us",
         graph_url="https://dod-graph.microsoft.us",
+        arm_url="https://management.usgovcloudapi.net",
     ),
     "china": CloudEndpoints(
         authority_host="https://login.chinacloudapi.cn",
         graph_url="https://microsoftgraph.chinacloudapi.cn",
+        arm_url="https://management.chinacloudapi.cn",
     ),
 }

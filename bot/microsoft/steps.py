@@ -13,7 +13,10 @@ from typing import Any
 import aiohttp
 
 from bot.config import TenantSettings
+from bot.microsoft.azure import ACTIVE_STATES as AZURE_ACTIVE
+from bot.microsoft.azure import Arm, ArmError
 from bot.microsoft.graph import BatchRequest, Graph, GraphError, Response
+from bot.microsoft.tokens import TokenError
 from statemachine.plan import Item, Plan
 
 GLOBAL_ADMIN_ROLE = "62e90394-69f5-4237-9190-012177145e10"
@@ -32,6 +35,7 @@ class StepError(Exception):
 class Tenant:
     settings: TenantSettings
     graph: Graph
+    arm: Arm | None = None
 
     @property
     def tenant_id(self) -> str:
@@ -262,6 +266,20 @@ def _sub_line(item: Item, verb: str) -> str:
     return f"{item.name} ({item.id}): {where}{note}"
 
 
+async def azure_subscriptions(tenant: Tenant) -> tuple[list[dict[str, Any]], str | None]:
+    """The tenant's Azure subscriptions through ARM, or why they could not be listed."""
+    if tenant.arm is None:
+        return [], None
+    try:
+        return await tenant.arm.subscriptions(), None
+    except (ArmError, TokenError, aiohttp.ClientError) as exc:
+        return [], (
+            f"The bot cannot list Azure subscriptions ({exc}). Give its app the Owner role on"
+            " each Azure subscription, or cancel them yourself: Azure portal > Subscriptions >"
+            " select > Cancel subscription."
+        )
+
+
 async def plan_cancel_subscriptions(tenant: Tenant, org: dict[str, Any]) -> Plan:
     subs = await subscriptions(tenant)
     skus = await tenant.graph.get_all("/subscribedSkus")
@@ -273,17 +291,62 @@ async def plan_cancel_subscriptions(tenant: Tenant, org: dict[str, Any]) -> Plan
             "Custom domains must be removed before the last subscription can be cancelled:"
             " Microsoft 365 admin center > Settings > Domains.",
         )
-    facts = {**_facts(org), "skus": len(skus)}
+    azure, problem = await azure_subscriptions(tenant)
+    items += tuple(
+        Item(
+            "azure_subscription",
+            str(a["subscriptionId"]),
+            str(a.get("displayName", "")),
+            {"state": a.get("state")},
+        )
+        for a in azure
+        if a.get("state") in AZURE_ACTIVE
+    )
+    if problem:
+        checklist += (problem,)
+    elif not azure and checklist:
+        checklist += (
+            "Azure subscriptions the bot's app has no role on are invisible to it: if the tenant"
+            " has any, cancel them in the Azure portal > Subscriptions > select > Cancel"
+            " subscription.",
+        )
+    facts = {**_facts(org), "skus": len(skus), "azure_listed": problem is None}
     return Plan("cancel_subscriptions", tenant.tenant_id, items, (), checklist, facts)
+
+
+async def execute_cancel_subscriptions(
+    tenant: Tenant, plan: Plan, progress: Progress, start: int
+) -> None:
+    """Cancel the Azure subscriptions through ARM (Microsoft 365 ones follow as a checklist)."""
+    azure = plan.of_kind("azure_subscription")
+    for index in range(start, len(azure)):
+        item = azure[index]
+        if tenant.arm is None:
+            raise StepError("no Azure Resource Manager endpoint is configured")
+        try:
+            await tenant.arm.cancel(item.id)
+        except ArmError as exc:
+            if exc.code != "SubscriptionNotActive":  # cancelled already: done
+                raise StepError(
+                    f"cancelling Azure subscription {item.name} ({item.id}): {exc}. Give the"
+                    " bot's app the Owner role on it, or cancel it in the Azure portal, then"
+                    " retry."
+                ) from exc
+        await progress(index + 1, len(azure))
 
 
 async def check_cancel_subscriptions(tenant: Tenant) -> list[str]:
     """What is still active (empty when Microsoft shows the step done)."""
     subs = await subscriptions(tenant)
+    azure, _ = await azure_subscriptions(tenant)
     return [
         f"{s.get('skuPartNumber')} ({s.get('id')}) is {s.get('status')}"
         for s in subs
         if s.get("status") in ACTIVE_STATUSES
+    ] + [
+        f"Azure subscription {a.get('displayName')} ({a.get('subscriptionId')}) is {a.get('state')}"
+        for a in azure
+        if a.get("state") in AZURE_ACTIVE
     ]
 
 

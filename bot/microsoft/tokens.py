@@ -77,7 +77,7 @@ class MsalTokens:
             **self.msal_options(),
         )
 
-    def _acquire(self, force_refresh: bool) -> str:
+    def _acquire(self, force_refresh: bool, scopes: list[str] | None = None) -> str:
         if self._app is None:
             try:
                 self._app = self._build()
@@ -89,7 +89,7 @@ class MsalTokens:
         if force_refresh:
             app.remove_tokens_for_client()
         try:
-            result = app.acquire_token_for_client(self.scopes)
+            result = app.acquire_token_for_client(scopes or self.scopes)
         finally:
             # A token lasts an hour: keeping the TLS connection (and its CA bundle) per tenant
             # costs more memory than reconnecting.
@@ -105,10 +105,11 @@ class MsalTokens:
         """Close MSAL's keep-alive connections."""
         self._http.close()
 
-    async def token(self, force_refresh: bool = False) -> str:
+    async def token(self, force_refresh: bool = False, scopes: list[str] | None = None) -> str:
+        """A token for Graph, or for `scopes` (Azure Resource Manager)."""
         async with self._lock:
             try:
-                return await asyncio.to_thread(self._acquire, force_refresh)
+                return await asyncio.to_thread(self._acquire, force_refresh, scopes)
             except requests.RequestException as exc:
                 raise TokenError(f"cannot reach {self.tenant.authority_host}: {exc}") from exc
 

@@ -18,6 +18,8 @@ from urllib.parse import parse_qsl, unquote
 from aiohttp import web
 
 from bot.simulator import graph_api
+from bot.simulator.azure import AzureEstate
+from bot.simulator.azure import handle as azure_handle
 from bot.simulator.graph_batch import run_batch, validate_batch
 from bot.simulator.graph_data import DEFAULT_APP_ROLES, ROLE_IDS, SimError, SimTenant
 from bot.simulator.graph_odata import (
@@ -109,6 +111,8 @@ class MicrosoftSimulator:
         ),
         subscriptions: list[dict[str, Any]] | None = None,
         client_certificate: bytes | None = None,
+        azure_subscriptions: int = 0,
+        app_is_azure_owner: bool = True,
     ) -> SimTenant:
         """Create a tenant. `users` counts every active account, the retained admin included;
         `guests` (default a tenth) are among them. `client_certificate` (PEM) registers a
@@ -142,6 +146,8 @@ class MicrosoftSimulator:
             raise ValueError(f"tenant {tenant.tenant_id} already exists")
         if client_certificate is not None:
             register_certificate(tenant, client_certificate)
+        tenant.azure = AzureEstate(app_is_owner=app_is_azure_owner)
+        tenant.azure.seed(tenant.tenant_id, azure_subscriptions, seed)
         self.tenants[tenant.tenant_id] = tenant
         return tenant
 
@@ -168,6 +174,7 @@ class MicrosoftSimulator:
         app.router.add_get("/_sim/tenants/{tenant}", self._sim_summary)
         app.router.add_post("/_sim/tenants/{tenant}/{action}", self._sim_action)
         app.router.add_post("/_sim/tenants/{tenant}/subscriptions/{sub}/{action}", self._sim_sub)
+        app.router.add_route("*", "/arm/{tail:.*}", self._arm_entry)
         app.router.add_route("*", "/{tail:.*}", self._graph_entry)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
@@ -237,6 +244,17 @@ class MicrosoftSimulator:
         self._record(request.method, request.path_qs, tenant_id, status)
         headers = {"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"}
         return web.json_response(body, status=status, headers=headers)
+
+    async def _arm_entry(self, request: web.Request) -> web.Response:
+        """Azure Resource Manager: needs a token for the ARM audience of a live tenant."""
+        try:
+            tenant, _ = self.authority.verify(request.headers.get("Authorization"), arm=True)
+        except GraphError as err:
+            body = {"error": {"code": "InvalidAuthenticationToken", "message": err.message}}
+            return self._json(request, 401, body, None)
+        segments = [s for s in request.match_info["tail"].split("/") if s]
+        status, body = azure_handle(tenant.azure, request.method, segments, dict(request.query))
+        return self._json(request, status, body, tenant.tenant_id)
 
     def _tenant_id_of(self, key: str) -> str:
         tenant = self.find_tenant(key)

@@ -22,6 +22,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from bot.simulator.azure import ARM_RESOURCES
 from bot.simulator.graph_data import SimTenant
 from bot.simulator.graph_odata import Caller, GraphError
 
@@ -261,7 +262,8 @@ class Authority:
                 "(application ID URI).",
             )
         resource = scopes[0].removesuffix("/.default")
-        if resource.rstrip("/") not in (self._base(), *GRAPH_RESOURCES):
+        known = (self._base(), *GRAPH_RESOURCES, f"{self._base()}/arm", *ARM_RESOURCES)
+        if resource.rstrip("/") not in known:
             return aad_error(
                 400,
                 "invalid_resource",
@@ -312,8 +314,8 @@ class Authority:
 
     # -- verification on Graph -----------------------------------------------------------------
 
-    def verify(self, authorization: str | None) -> tuple[SimTenant, Caller]:
-        """The tenant and caller of a Graph request, or Graph's 401."""
+    def verify(self, authorization: str | None, *, arm: bool = False) -> tuple[SimTenant, Caller]:
+        """The tenant and caller of a Graph (or, with `arm`, an ARM) request, or a 401."""
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise _unauthorized("Access token is empty.")
@@ -327,7 +329,10 @@ class Authority:
         seq = int.from_bytes(unb64url(str(claims.get("uti", ""))), "big")
         if claims.get("exp", 0) <= time.time() or seq < self._first_valid_seq:
             raise _unauthorized("Lifetime validation failed, the token is expired.")
-        if str(claims.get("aud", "")).rstrip("/") not in (self._base(), *GRAPH_RESOURCES):
+        audiences = (
+            (f"{self._base()}/arm", *ARM_RESOURCES) if arm else (self._base(), *GRAPH_RESOURCES)
+        )
+        if str(claims.get("aud", "")).rstrip("/") not in audiences:
             raise _unauthorized("Access token validation failure. Invalid audience.")
         tenant = self._find(str(claims.get("tid", "")))
         if tenant is None or tenant.deleted:
