@@ -97,6 +97,17 @@ class Timing:
 
 
 @dataclass(frozen=True)
+class PartnerCenterSettings:
+    """[tenants.partner_center]: the partner's own app, to cancel what the partner sold."""
+
+    tenant_id: str  # the partner's tenant (a subscription's ownerTenantId)
+    client_id: str
+    client_secret_env: str
+    client_secret: str = field(repr=False)
+    api_url: str = "https://api.partnercenter.microsoft.com"
+
+
+@dataclass(frozen=True)
 class TenantSettings:
     """One [[tenants]] table, its endpoints resolved and its client secret read."""
 
@@ -114,6 +125,7 @@ class TenantSettings:
     client_secret: str | None = field(repr=False)
     certificate_file: Path | None
     arm_url: str = ""  # Azure Resource Manager (the cloud's unless overridden)
+    partner_center: PartnerCenterSettings | None = None
 
     def quorum_for(self, step: str) -> int:
         """Approvals needed for `step` (a step name or 'rollback')."""
@@ -200,6 +212,7 @@ _TENANT_KEYS = (
     "authority_host",
     "graph_url",
     "arm_url",
+    "partner_center",
 )
 _SECRET_HINTS = {
     "bot_token": "set the SLACK_BOT_TOKEN environment variable instead",
@@ -330,6 +343,7 @@ def _tenant(table: _Table, base: Path, environ: Mapping[str, str]) -> TenantSett
     authority_host = table.url("authority_host", schemes=("https",), allow_path=False)
     graph_url = table.url("graph_url", schemes=("https",), allow_path=True)
     arm_url = table.url("arm_url", schemes=("https",), allow_path=True)
+    partner = _partner_center(table, environ)
     return TenantSettings(
         name=name,
         tenant_id=tenant_id,
@@ -345,6 +359,31 @@ def _tenant(table: _Table, base: Path, environ: Mapping[str, str]) -> TenantSett
         client_secret=client_secret,
         certificate_file=certificate,
         arm_url=arm_url or CLOUDS[cloud].arm_url,
+        partner_center=partner,
+    )
+
+
+def _partner_center(table: _Table, environ: Mapping[str, str]) -> PartnerCenterSettings | None:
+    if table.get("partner_center") is None:
+        return None
+    pc = table.table(
+        "partner_center", known=("tenant_id", "client_id", "client_secret_env", "api_url")
+    )
+    secret_env = pc.string("client_secret_env")
+    if not _ENV_NAME.fullmatch(secret_env):
+        raise pc.error("client_secret_env", "must name an environment variable, not hold a secret")
+    secret = environ.get(secret_env) or None
+    if secret is None:
+        raise pc.error(
+            "client_secret_env", f"environment variable {secret_env} is not set or is empty"
+        )
+    api_url = pc.url("api_url", schemes=("https",), allow_path=True)
+    return PartnerCenterSettings(
+        tenant_id=pc.guid("tenant_id"),
+        client_id=pc.guid("client_id"),
+        client_secret_env=secret_env,
+        client_secret=secret,
+        **({"api_url": api_url} if api_url else {}),
     )
 
 

@@ -56,6 +56,7 @@ def config_text(
     approvers: tuple[str, ...] = APPROVERS,
     admins: tuple[str, ...] = (ADMIN,),
     certificate_file: Path | None = None,
+    partner: SimTenant | None = None,
 ) -> str:
     def strings(values: tuple[str, ...]) -> str:
         return "[" + ", ".join(f'"{v}"' for v in values) + "]"
@@ -64,6 +65,17 @@ def config_text(
         f'certificate_file = "{certificate_file}"'
         if certificate_file is not None
         else 'client_secret_env = "SIM_TENANT_SECRET"'
+    )
+    partner_table = (
+        f"""
+[tenants.partner_center]
+tenant_id = "{partner.tenant_id}"
+client_id = "{partner.client_id}"
+client_secret_env = "SIM_PARTNER_SECRET"
+api_url = "{microsoft.base_url}/partnercenter"
+"""
+        if partner is not None
+        else ""
     )
     timing_lines = "\n".join(
         f'{k} = "{v}"' if isinstance(v, str) else f"{k} = {v}" for k, v in timing.items()
@@ -94,7 +106,7 @@ quorum = {quorum}
 authority_host = "{microsoft.base_url}"
 graph_url = "{microsoft.base_url}"
 arm_url = "{microsoft.base_url}/arm"
-"""
+{partner_table}"""
 
 
 DEMO_TIMING: dict[str, str | int] = {
@@ -135,6 +147,7 @@ class World:
         start: bool = True,
         microsoft: Mapping[str, Any] | None = None,
         certificate: bool = False,
+        partner: bool = False,
     ) -> World:
         owns = directory is None
         directory = (
@@ -152,6 +165,13 @@ class World:
         sim_tenant = ms.add_tenant(
             **{"name": "contoso", "users": users, "seed": seed, **tenant_kwargs, **(tenant or {})}
         )
+        partner_tenant = None
+        if partner:  # the partner that sold the customer's partner-bought subscription
+            partner_tenant = ms.add_tenant(name="partner", users=2, seed=seed + 1000)
+            partner_tenant.client_secret = "sim-partner-secret"
+            for sub in sim_tenant.subscriptions:
+                if sub.get("ownerTenantId") not in (None, sim_tenant.tenant_id):
+                    sub["ownerTenantId"] = partner_tenant.tenant_id
         await ms.start()
         # The simulated install grants exactly the manifest's scopes: a call needing any other
         # scope fails with missing_scope, as it would in a real workspace.
@@ -168,12 +188,14 @@ class World:
                 quorum=quorum,
                 approvers=approvers,
                 certificate_file=certificate_file,
+                partner=partner_tenant,
             )
         )
         environ = {
             "SLACK_BOT_TOKEN": slack.bot_token,
             "SLACK_SIGNING_SECRET": slack.signing_secret,
             "SIM_TENANT_SECRET": sim_tenant.client_secret,
+            **({"SIM_PARTNER_SECRET": partner_tenant.client_secret} if partner_tenant else {}),
         }
         world = cls(ms, slack, sim_tenant, directory, config_path, environ, owns_directory=owns)
         if start:

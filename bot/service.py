@@ -34,6 +34,7 @@ from bot.config import Settings
 from bot.microsoft.azure import Arm
 from bot.microsoft.graph import Graph
 from bot.microsoft.pacing import WritePacer
+from bot.microsoft.partner import PartnerCenter
 from bot.microsoft.steps import Tenant
 from bot.microsoft.tokens import MsalTokens
 from bot.runner import Runner
@@ -129,6 +130,8 @@ class Service:
             close = getattr(tenant.graph.tokens, "close", None)
             if close is not None:
                 close()
+            if tenant.partner is not None:
+                tenant.partner.close()
         self.db.conn.close()
         if self._lock is not None:
             self._lock.release()
@@ -206,7 +209,8 @@ def build_tenants(
             if t.arm_url
             else None
         )
-        tenants[t.name] = Tenant(t, graph, arm)
+        partner = PartnerCenter.build(session, t, ca_bundle=bundle, ssl_context=context)
+        tenants[t.name] = Tenant(t, graph, arm, partner)
     return tenants
 
 

@@ -16,6 +16,7 @@ from bot.config import TenantSettings
 from bot.microsoft.azure import ACTIVE_STATES as AZURE_ACTIVE
 from bot.microsoft.azure import Arm, ArmError
 from bot.microsoft.graph import BatchRequest, Graph, GraphError, Response
+from bot.microsoft.partner import PartnerCenter, PartnerCenterError
 from bot.microsoft.tokens import TokenError
 from statemachine.plan import Item, Plan
 
@@ -36,6 +37,7 @@ class Tenant:
     settings: TenantSettings
     graph: Graph
     arm: Arm | None = None
+    partner: PartnerCenter | None = None
 
     @property
     def tenant_id(self) -> str:
@@ -284,9 +286,11 @@ async def plan_cancel_subscriptions(tenant: Tenant, org: dict[str, Any]) -> Plan
     subs = await subscriptions(tenant)
     skus = await tenant.graph.get_all("/subscribedSkus")
     active = [s for s in subs if s.get("status") in ACTIVE_STATUSES]
-    items = tuple(_sub_item(s, tenant.tenant_id) for s in active)
-    checklist = tuple(_sub_line(i, "Cancel subscription") for i in items)
-    if items:
+    items = tuple(_by_partner_api(_sub_item(s, tenant.tenant_id), s, tenant) for s in active)
+    checklist = tuple(
+        _sub_line(i, "Cancel subscription") for i in items if not i.detail.get("partner_api")
+    )
+    if checklist:
         checklist += (
             "Custom domains must be removed before the last subscription can be cancelled:"
             " Microsoft 365 admin center > Settings > Domains.",
@@ -314,12 +318,36 @@ async def plan_cancel_subscriptions(tenant: Tenant, org: dict[str, Any]) -> Plan
     return Plan("cancel_subscriptions", tenant.tenant_id, items, (), checklist, facts)
 
 
+def _by_partner_api(item: Item, sub: dict[str, Any], tenant: Tenant) -> Item:
+    """Mark a subscription the configured partner sold: the bot cancels it in Partner Center."""
+    owner = item.detail.get("owner_tenant_id")
+    if tenant.partner is None or owner != tenant.partner.tenant_id:
+        return item
+    commerce = str(sub.get("commerceSubscriptionId") or sub["id"])
+    return Item(item.kind, item.id, item.name, {**item.detail, "partner_api": commerce})
+
+
 async def execute_cancel_subscriptions(
     tenant: Tenant, plan: Plan, progress: Progress, start: int
 ) -> None:
-    """Cancel the Azure subscriptions through ARM (Microsoft 365 ones follow as a checklist)."""
+    """Cancel through Partner Center what the configured partner sold and through ARM the Azure
+    subscriptions; the rest follows as a checklist for the admin center."""
+    partner_items = [i for i in plan.of_kind("subscription") if i.detail.get("partner_api")]
     azure = plan.of_kind("azure_subscription")
-    for index in range(start, len(azure)):
+    total = len(partner_items) + len(azure)
+    for index in range(start, len(partner_items)):
+        item = partner_items[index]
+        if tenant.partner is None:
+            raise StepError("Partner Center credentials are no longer configured")
+        try:
+            await tenant.partner.cancel(tenant.tenant_id, str(item.detail["partner_api"]))
+        except PartnerCenterError as exc:
+            if exc.status != 400:  # 400: no longer active, so cancelled already
+                raise StepError(
+                    f"Partner Center refused to cancel {item.name} ({item.id}): {exc}"
+                ) from exc
+        await progress(index + 1, total)
+    for index in range(max(0, start - len(partner_items)), len(azure)):
         item = azure[index]
         if tenant.arm is None:
             raise StepError("no Azure Resource Manager endpoint is configured")
@@ -332,7 +360,7 @@ async def execute_cancel_subscriptions(
                     " bot's app the Owner role on it, or cancel it in the Azure portal, then"
                     " retry."
                 ) from exc
-        await progress(index + 1, len(azure))
+        await progress(len(partner_items) + index + 1, total)
 
 
 async def check_cancel_subscriptions(tenant: Tenant) -> list[str]:

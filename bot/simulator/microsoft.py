@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, unquote
 from aiohttp import web
 
 from bot.simulator import graph_api
-from bot.simulator.azure import AzureEstate
+from bot.simulator.azure import AzureEstate, partner_cancel
 from bot.simulator.azure import handle as azure_handle
 from bot.simulator.graph_batch import run_batch, validate_batch
 from bot.simulator.graph_data import DEFAULT_APP_ROLES, ROLE_IDS, SimError, SimTenant
@@ -175,6 +175,11 @@ class MicrosoftSimulator:
         app.router.add_post("/_sim/tenants/{tenant}/{action}", self._sim_action)
         app.router.add_post("/_sim/tenants/{tenant}/subscriptions/{sub}/{action}", self._sim_sub)
         app.router.add_route("*", "/arm/{tail:.*}", self._arm_entry)
+        app.router.add_route(
+            "PATCH",
+            "/partnercenter/v1/customers/{customer}/subscriptions/{sub}",
+            self._partner_entry,
+        )
         app.router.add_route("*", "/{tail:.*}", self._graph_entry)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
@@ -248,13 +253,33 @@ class MicrosoftSimulator:
     async def _arm_entry(self, request: web.Request) -> web.Response:
         """Azure Resource Manager: needs a token for the ARM audience of a live tenant."""
         try:
-            tenant, _ = self.authority.verify(request.headers.get("Authorization"), arm=True)
+            tenant, _ = self.authority.verify(request.headers.get("Authorization"), audience="arm")
         except GraphError as err:
             body = {"error": {"code": "InvalidAuthenticationToken", "message": err.message}}
             return self._json(request, 401, body, None)
         segments = [s for s in request.match_info["tail"].split("/") if s]
         status, body = azure_handle(tenant.azure, request.method, segments, dict(request.query))
         return self._json(request, status, body, tenant.tenant_id)
+
+    async def _partner_entry(self, request: web.Request) -> web.Response:
+        """Partner Center: the partner's own token (audience `{base}/partnercenter`)."""
+        try:
+            partner, _ = self.authority.verify(
+                request.headers.get("Authorization"), audience="partnercenter"
+            )
+        except GraphError as err:
+            return self._json(request, 401, {"code": 401, "description": err.message}, None)
+        customer = self.tenants.get(request.match_info["customer"])
+        if customer is None or customer.deleted:
+            return self._json(request, 404, {"code": 800002, "description": "No customer."}, None)
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        status, answer = partner_cancel(
+            customer, partner.tenant_id, request.match_info["sub"], body
+        )
+        return self._json(request, status, answer, customer.tenant_id)
 
     def _tenant_id_of(self, key: str) -> str:
         tenant = self.find_tenant(key)

@@ -262,7 +262,13 @@ class Authority:
                 "(application ID URI).",
             )
         resource = scopes[0].removesuffix("/.default")
-        known = (self._base(), *GRAPH_RESOURCES, f"{self._base()}/arm", *ARM_RESOURCES)
+        known = (
+            self._base(),
+            *GRAPH_RESOURCES,
+            f"{self._base()}/arm",
+            *ARM_RESOURCES,
+            f"{self._base()}/partnercenter",
+        )
         if resource.rstrip("/") not in known:
             return aad_error(
                 400,
@@ -314,8 +320,10 @@ class Authority:
 
     # -- verification on Graph -----------------------------------------------------------------
 
-    def verify(self, authorization: str | None, *, arm: bool = False) -> tuple[SimTenant, Caller]:
-        """The tenant and caller of a Graph (or, with `arm`, an ARM) request, or a 401."""
+    def verify(
+        self, authorization: str | None, *, audience: str = "graph"
+    ) -> tuple[SimTenant, Caller]:
+        """The tenant and caller of a Graph (or ARM, or Partner Center) request, or a 401."""
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise _unauthorized("Access token is empty.")
@@ -329,9 +337,11 @@ class Authority:
         seq = int.from_bytes(unb64url(str(claims.get("uti", ""))), "big")
         if claims.get("exp", 0) <= time.time() or seq < self._first_valid_seq:
             raise _unauthorized("Lifetime validation failed, the token is expired.")
-        audiences = (
-            (f"{self._base()}/arm", *ARM_RESOURCES) if arm else (self._base(), *GRAPH_RESOURCES)
-        )
+        audiences = {
+            "graph": (self._base(), *GRAPH_RESOURCES),
+            "arm": (f"{self._base()}/arm", *ARM_RESOURCES),
+            "partnercenter": (f"{self._base()}/partnercenter",),
+        }[audience]
         if str(claims.get("aud", "")).rstrip("/") not in audiences:
             raise _unauthorized("Access token validation failure. Invalid audience.")
         tenant = self._find(str(claims.get("tid", "")))
