@@ -166,6 +166,51 @@ async def check_tenant(tenant: ms.Tenant) -> list[Line]:
             )
     except (GraphError, ms.StepError, TokenError) as exc:
         lines.append(Line(name, "graph", False, str(exc), "see the error"))
+    lines += await _subscription_apis(tenant)
+    return lines
+
+
+async def _subscription_apis(tenant: ms.Tenant) -> list[Line]:
+    """Azure Resource Manager visibility and the partner's Partner Center sign-in."""
+    name = tenant.settings.name
+    lines: list[Line] = []
+    azure, problem = await ms.azure_subscriptions(tenant)
+    if tenant.arm is not None:
+        lines.append(
+            Line(
+                name,
+                "azure subscriptions",
+                problem is None,
+                f"{len(azure)} visible through Azure Resource Manager"
+                if problem is None
+                else problem.split(" (")[0],
+                "give the app the Owner role on each Azure subscription (or cancel them in"
+                " the Azure portal)",
+            )
+        )
+    if tenant.partner is not None:
+        try:
+            await tenant.partner.tokens.token(
+                scopes=[f"{tenant.partner.settings.api_url}/.default"]
+            )
+            lines.append(
+                Line(
+                    name,
+                    "partner center",
+                    True,
+                    f"signed in as the partner {tenant.partner.tenant_id}",
+                )
+            )
+        except TokenError as exc:
+            lines.append(
+                Line(
+                    name,
+                    "partner center",
+                    False,
+                    str(exc),
+                    "check [tenants.partner_center] and the partner's secret",
+                )
+            )
     return lines
 
 

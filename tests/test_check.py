@@ -99,3 +99,15 @@ async def test_wrong_secret_fails_the_token_line(make_world: MakeWorld) -> None:
     assert result.returncode == 1
     assert "invalid_client" in result.stdout
     assert "wrong-secret-value" not in result.stdout + result.stderr
+
+
+async def test_partner_center_sign_in_is_checked(make_world: MakeWorld) -> None:
+    """With Partner Center configured, check signs in as the partner; a wrong secret FAILs."""
+    world = await make_world(start=False, partner=True)
+    result = await run_check(world)
+    assert result.returncode == 0, result.stdout
+    assert "signed in as the partner" in result.stdout
+    world.environ["SIM_PARTNER_SECRET"] = "wrong"
+    result = await run_check(world)
+    assert result.returncode == 1
+    assert any("partner center" in line for line in failing(result.stdout))
