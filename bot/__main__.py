@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from bot.config import ConfigError, Settings, load_settings
 from storage.lock import InstanceLockedError
@@ -102,12 +103,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
 
 
+class _Parser(argparse.ArgumentParser):
+    """Argument errors are one line and exit 2, like config errors."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="close-account-bot",
         description="Close a Microsoft 365 tenant from Slack: planned, approved, verified.",
     )
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     demo = sub.add_parser("demo", help="run a whole closure against the embedded simulators")
     demo.add_argument("--users", type=int, default=250)
     demo.add_argument("--seed", type=int, default=1)

@@ -179,3 +179,14 @@ async def test_audit_is_refused_to_outsiders(world: World) -> None:
     reply = await world.command(f"audit {world.tenant.name}", user=OUTSIDER)
     assert "Only the admins and this tenant's approvers" in reply
     assert world.slack.files == []
+
+
+@pytest.mark.parametrize(
+    "args", [("run",), ("demo", "--users", "x"), ("bogus",), ("audit", "--config", "x.toml")]
+)
+def test_argument_errors_are_one_line_exit_2(args: tuple[str, ...]) -> None:
+    """Bad arguments exit 2 with one line and no usage dump or traceback."""
+    result = run_cli(*args)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
