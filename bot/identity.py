@@ -86,5 +86,10 @@ class Directory:
         self._active[user_id] = (ok, now)
         return ok
 
+    def known_inactive(self, user_id: str) -> bool:
+        """What the last users.info answer said, without asking again (for use under a lock)."""
+        cached = self._active.get(user_id)
+        return cached is not None and not cached[0]
+
     async def active_ids(self, refs: Iterable[str]) -> tuple[str, ...]:
         return tuple([u for u in self.ids(refs) if await self.active(u)])

@@ -57,6 +57,7 @@ class ClosureMachine(ClosureOutput):
         detail: dict[str, Any] | None = None,
         also: Callable[[], list[Post] | None] | None = None,
         posts: Sequence[Post] = (),
+        recount: Callable[[], rules.Tally] | None = None,
     ) -> Row | None:
         """Load, fire, save; in the same transaction run `also` and queue `posts` (and the posts
         `also` returns). Then send the posts and edit the status. None if it didn't apply."""
@@ -71,6 +72,8 @@ class ClosureMachine(ClosureOutput):
                 (expected,) if isinstance(expected, str) else expected
             ):
                 return None
+            if recount is not None:  # the votes as they are now, under the lock
+                tally = recount()
             model = attach(
                 Closure(
                     id=row["id"],
@@ -160,11 +163,18 @@ class ClosureMachine(ClosureOutput):
 
     async def _tally(self, row: Row, req: Row) -> rules.Tally:
         """Rule 2 over the stored votes; a vote by an account deactivated since no longer counts."""
+        for vote in requests_db.votes_for(self.db, req["id"]):
+            await self.directory.active(vote["approver"])  # refresh what the cache knows
+        return self.tally_now(row, req)
+
+    def tally_now(self, row: Row, req: Row) -> rules.Tally:
+        """The tally from the database as it is now, with no I/O: called under the tenant's
+        lock right before a step is approved, so a veto cast meanwhile is never missed."""
         settings = self.settings_of(row)
         votes = [
             rules.Vote(v["approver"], v["kind"], req["plan_hash"])
             for v in requests_db.votes_for(self.db, req["id"])
-            if await self.directory.active(v["approver"])
+            if not self.directory.known_inactive(v["approver"])
         ]
         return rules.tally(
             votes,

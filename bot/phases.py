@@ -260,6 +260,7 @@ class Phases(ClosureMachine):
                 row["state"],
                 "approve",
                 tally=tally,
+                recount=lambda: self.tally_now(row, req),
                 plan_hash=req["plan_hash"],
                 also=approve,
                 detail={"approvers": list(tally.approvals)},
