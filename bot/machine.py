@@ -170,7 +170,6 @@ class ClosureMachine(ClosureOutput):
     def tally_now(self, row: Row, req: Row) -> rules.Tally:
         """The tally from the database as it is now, with no I/O: called under the tenant's
         lock right before a step is approved, so a veto cast meanwhile is never missed."""
-        settings = self.settings_of(row)
         votes = [
             rules.Vote(v["approver"], v["kind"], req["plan_hash"])
             for v in requests_db.votes_for(self.db, req["id"])
@@ -178,7 +177,7 @@ class ClosureMachine(ClosureOutput):
         ]
         return rules.tally(
             votes,
-            approvers=self.directory.ids(settings.approvers),
+            approvers=self.approver_ids(row),
             requester=self.requester_of(row),
             quorum=req["quorum"],
             plan_hash=req["plan_hash"],

@@ -302,12 +302,13 @@ class People(Phases):
         row = closures_db.get_closure(self.db, req["closure_id"])
         if row is None:
             return
-        settings = self.settings_of(row)
         now = self.clock()
         action = ("veto" if kind == "veto" else "vote") if added else "withdrawal"
         refused = rules.refusal(
-            user, approvers=self.directory.ids(settings.approvers), requester=self.requester_of(row)
+            user, approvers=self.approver_ids(row), requester=self.requester_of(row)
         )
+        if user == row["requester"] and refused is None:
+            refused = "the requester of a closure never counts as an approver"
         if refused is None and added and not await self.directory.active(user, fresh=True):
             refused = "the Slack account is deactivated"
         counted = False
@@ -316,6 +317,14 @@ class People(Phases):
             assert current is not None
             if current["status"] != "open":
                 refused = refused or f"the request is {current['status']}; the step has moved on"
+            elif added and now >= current["expires_at"]:
+                refused = refused or "the request has expired; a fresh one follows"
+            elif added and kind == "approve" and refused is None:
+                mine = [
+                    v for v in requests_db.votes_for(self.db, req["id"]) if v["approver"] == user
+                ]
+                if mine and mine[0]["kind"] == "veto":
+                    refused = "your veto stands until you remove your :x:"
             with self.db.atomic():
                 if not slack_db.claim_event(self.db, event_id, now):
                     return  # a redelivery of an event already processed

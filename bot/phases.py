@@ -204,7 +204,7 @@ class Phases(ClosureMachine):
                 ],
             )
             return None
-        if tally.met:
+        if tally.met and not rules.expired(req["expires_at"], now):
             # Rule 3: re-read the inventory right before acting.
             org = await self._organization(row)
             fresh = await self._plan(row, step, org)
@@ -306,7 +306,8 @@ class Phases(ClosureMachine):
             return due
         requests_db.set_reminded(self.db, req["id"], now)  # first: a reminder fires once
         eligible = rules.eligible_approvers(
-            await self.directory.active_ids(self.settings_of(row).approvers), self.requester_of(row)
+            [a for a in self.approver_ids(row) if await self.directory.active(a)],
+            self.requester_of(row),
         )
         waiting = [a for a in eligible if a not in tally.approvals]
         self.record(
@@ -359,6 +360,9 @@ class Phases(ClosureMachine):
                 )
                 executor = None
         if executor is not None:
+            current = closures_db.get_closure(self.db, row["id"])
+            if current is None or current["state"] != row["state"]:
+                raise Interrupted()  # aborted (or rolled back) while this phase got ready
             started = self.clock()
             first = info["done"]
 

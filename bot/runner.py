@@ -137,7 +137,10 @@ class Runner(People):
                 if row["status_ts"] is None or row["status_state"] != row["state"]:
                     await self.refresh_status(closure_id)
                 if is_final(row["state"]):
-                    return
+                    fresh = closures_db.get_closure(self.db, closure_id)
+                    if fresh is None or is_final(fresh["state"]):
+                        return
+                    continue  # moved on meanwhile (a rollback after an abort): drive it
                 delay = await self._phase(row)
             except asyncio.CancelledError:
                 raise
@@ -146,7 +149,10 @@ class Runner(People):
             except SlackApiError as exc:
                 log.warning("closure %s: Slack error %s", closure_id, exc.response.get("error"))
                 delay = self._backoff()
-            except (GraphError, TokenError, ms.StepError, aiohttp.ClientError) as exc:
+            except (aiohttp.ClientError, TimeoutError) as exc:  # Slack (or ARM) unreachable
+                log.warning("closure %s: network error %s; trying again", closure_id, exc)
+                delay = self._backoff()
+            except (GraphError, TokenError, ms.StepError) as exc:
                 delay = None if await self._fail(row, str(exc)) else self._backoff()
             except Exception as exc:  # a bug must not kill the task silently
                 log.exception("closure %s: unexpected error", closure_id)

@@ -80,6 +80,14 @@ class ClosureOutput:
             return str(row["extra"].get("rollback_requester") or row["requester"])
         return str(row["requester"])
 
+    def approver_ids(self, row: Row) -> tuple[str, ...]:
+        """The tenant's approvers as user IDs; during a rollback the closure's own requester
+        is left out too (rule 1: the requester of a closure never counts)."""
+        ids = self.directory.ids(self.settings_of(row).approvers)
+        if split_state(row["state"])[0] == ROLLBACK:
+            ids = tuple(i for i in ids if i != row["requester"])
+        return ids
+
     def rollback_possible(self, row: Row) -> bool | None:
         """Whether `rollback` may still run: until step 5's approval starts the purge.
         None where it is not worth saying (closed, rolled back, rolling back)."""
@@ -374,9 +382,9 @@ class ClosureOutput:
         changes: Sequence[str] = (),
         outcome: str | None = None,
     ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        settings = self.settings_of(row)
         eligible = rules.eligible_approvers(
-            await self.directory.active_ids(settings.approvers), self.requester_of(row)
+            [a for a in self.approver_ids(row) if await self.directory.active(a)],
+            self.requester_of(row),
         )
         body = blocks.approval_blocks(
             plan,

@@ -111,6 +111,7 @@ async def execute_rollback(tenant: Tenant, plan: Plan, progress: Progress, start
     total = len(users) + len(plan.items) - len(users)
     gone: list[str] = []
     for offset in range(start, len(users), 20):
+        await progress(offset, total)  # also the check that the closure still runs
         part = users[offset : offset + 20]
         requests = [
             BatchRequest(str(i), "POST", f"/directory/deletedItems/{u.id}/restore", {})
@@ -126,6 +127,7 @@ async def execute_rollback(tenant: Tenant, plan: Plan, progress: Progress, start
         await progress(offset + len(part), total)
     done = len(users)
     for item in plan.items:
+        await progress(done, total)
         if item.kind == "restore_security_defaults":
             await tenant.graph.patch(SECURITY_DEFAULTS, {"isEnabled": True})
         elif item.kind == "restore_ca_policy":

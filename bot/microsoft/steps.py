@@ -192,6 +192,7 @@ async def _batched_deletes(
     done = start
     chunk = 20
     for offset in range(start, len(paths), chunk):
+        await progress(offset, len(paths))  # also the check that the closure still runs
         part = paths[offset : offset + chunk]
         requests = [BatchRequest(str(i), "DELETE", p) for i, p in enumerate(part)]
         results = await tenant.graph.batch(requests, ok_statuses=(404,))
@@ -336,6 +337,7 @@ async def execute_cancel_subscriptions(
     azure = plan.of_kind("azure_subscription")
     total = len(partner_items) + len(azure)
     for index in range(start, len(partner_items)):
+        await progress(index, total)  # also the check that the closure still runs
         item = partner_items[index]
         if tenant.partner is None:
             raise StepError("Partner Center credentials are no longer configured")
@@ -348,6 +350,7 @@ async def execute_cancel_subscriptions(
                 ) from exc
         await progress(index + 1, total)
     for index in range(max(0, start - len(partner_items)), len(azure)):
+        await progress(len(partner_items) + index, total)
         item = azure[index]
         if tenant.arm is None:
             raise StepError("no Azure Resource Manager endpoint is configured")
@@ -458,6 +461,7 @@ async def execute_disable_mfa(tenant: Tenant, plan: Plan, progress: Progress, st
             path = f"/users/{item.id}/authentication/requirements"
             actions.append(("PATCH", path, {"perUserMfaState": "disabled"}, True))
     for index in range(start, len(actions)):
+        await progress(index, len(actions))  # also the check that the closure still runs
         method, path, body, beta = actions[index]
         try:
             await tenant.graph.request(method, path, body=body, beta=beta)
@@ -514,6 +518,7 @@ async def plan_delete_directory(tenant: Tenant, org: dict[str, Any]) -> Plan:
         for sp in sps
         if sp.get("appOwnerOrganizationId") != MICROSOFT_TENANT
         and sp.get("appId") not in app_ids  # removed with their application
+        and sp.get("appId") != own  # the bot's own access goes last, with its application
     ]
     custom = [str(d["id"]) for d in domains if not str(d["id"]).endswith(".onmicrosoft.com")]
     facts = {**_facts(org), "custom_domains": custom}

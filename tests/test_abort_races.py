@@ -1,0 +1,74 @@
+"""An abort or a veto that lands while the bot is busy elsewhere still stops what it must."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bot.demo import ADMIN, APPROVERS, World
+from storage import closures as closures_db
+from tests.conftest import MakeWorld
+
+
+async def test_abort_while_the_step_gets_ready_sends_no_delete(world: World) -> None:
+    """An abort recorded while the drive loop is in Slack I/O before executing stops the step
+    before its first batch: no user is deleted after the abort."""
+    assert world.service is not None
+    runner = world.service.runner
+    original = runner.flush
+    at_abort: list[int] = []
+
+    async def flush(closure_id: str) -> None:
+        await original(closure_id)
+        row = closures_db.get_closure(runner.db, closure_id)
+        task = asyncio.current_task()
+        in_drive = task is not None and task.get_name().startswith("closure-")
+        if row and row["state"] == "delete_users.executing" and in_drive and not at_abort:
+            await runner.abort(world.tenant.name, ADMIN, "wrong tenant")
+            at_abort.append(len(world.tenant.users))
+
+    runner.flush = flush  # type: ignore[method-assign]
+    await world.command(world.tenant.name)
+    request = await world.wait_request("delete_users")
+    await world.vote(request, APPROVERS[0])
+    await world.vote(request, APPROVERS[1])
+    await world.wait_state("aborted")
+    await runner.idle()
+    assert at_abort and len(world.tenant.users) == at_abort[0]
+
+
+async def test_a_veto_stands_until_its_x_is_removed(world: World) -> None:
+    """An approver who vetoed and then adds a check mark still vetoes."""
+    await world.command(world.tenant.name)
+    request = await world.wait_request("delete_users")
+    await world.vote(request, APPROVERS[2], "x")
+    await world.vote(request, APPROVERS[2])
+    await world.vote(request, APPROVERS[0])
+    await world.vote(request, APPROVERS[1])
+    assert await world.wait_state("delete_users.rejected") == "delete_users.rejected"
+    assert not [r for r in world.microsoft.requests if r.method == "DELETE"]
+
+
+async def test_the_closures_requester_never_counts_for_its_rollback(
+    make_world: MakeWorld,
+) -> None:
+    """Rule 1 holds in a rollback too: the closure's requester's approval does not count."""
+    world = await make_world(approvers=(ADMIN, *APPROVERS[:2]))
+    other_admin = APPROVERS[0]
+    await world.command(world.tenant.name)
+    request = await world.wait_request("delete_users")
+    await world.vote(request, APPROVERS[0])
+    await world.vote(request, APPROVERS[1])
+    await world.wait_state("cancel_subscriptions.awaiting_approval")
+    text = world.config_path.read_text().replace(
+        f'admins = ["{ADMIN}"]', f'admins = ["{ADMIN}", "{other_admin}"]'
+    )
+    world.config_path.write_text(text)
+    await world.stop_bot()
+    await world.start_bot()
+    assert "Rolling back" in await world.command(f"rollback {world.tenant.name}", user=other_admin)
+    rollback = await world.wait_request("rollback")
+    await world.vote(rollback, ADMIN)  # requested the closure
+    await world.vote(rollback, APPROVERS[1])
+    await world.slack.wait_for(lambda _: "Approvals: 1/2" in world.status_text())
+    assert world.state() == "rollback.awaiting_approval"
+    assert len(world.tenant.users) == 1
