@@ -183,5 +183,70 @@ class ClosureMachine(ClosureOutput):
             plan_hash=req["plan_hash"],
         )
 
+    async def reconcile_votes(self, row: Row, req: Row) -> bool:
+        """Make the stored votes match the reactions on the request message (Slack may not
+        have delivered a reaction: the bot was down, retries ran out). True if anything changed."""
+        resp = await self.client.reactions_get(channel=req["channel"], timestamp=req["ts"])
+        present: set[tuple[str, str]] = set()
+        for reaction in (resp.get("message") or {}).get("reactions") or []:
+            kind = rules.reaction_kind(str(reaction.get("name", "")))
+            if kind is not None:
+                present.update((str(u), kind) for u in reaction.get("users") or [])
+        approvers = self.approver_ids(row)
+        requester = self.requester_of(row)
+        eligible = {
+            u
+            for u, _ in present
+            if rules.refusal(u, approvers=approvers, requester=requester) is None
+            and u != row["requester"]
+            and await self.directory.active(u)
+        }
+        changed = False
+        now = self.clock()
+        async with self.lock(row["tenant"]):
+            current = requests_db.get_request(self.db, req["id"])
+            if current is None or current["status"] != "open":
+                return False
+            stored = {v["approver"]: v["kind"] for v in requests_db.votes_for(self.db, req["id"])}
+            with self.db.atomic():
+                for approver, kind in stored.items():
+                    if (approver, kind) not in present:
+                        requests_db.withdraw_vote(
+                            self.db, request_id=req["id"], approver=approver, kind=kind
+                        )
+                        self.record(
+                            row,
+                            "withdrawal_reconciled",
+                            actor=approver,
+                            step=req["step"],
+                            plan_hash=req["plan_hash"],
+                            detail={"kind": kind},
+                        )
+                        changed = True
+                for approver in eligible:
+                    kinds = {k for u, k in present if u == approver}
+                    kind = "veto" if "veto" in kinds else "approve"  # a veto stands
+                    if stored.get(approver) != kind and (approver, kind) in present:
+                        requests_db.cast_vote(
+                            self.db,
+                            request_id=req["id"],
+                            approver=approver,
+                            kind=kind,
+                            event_id=None,
+                            at=now,
+                        )
+                        self.record(
+                            row,
+                            f"{'veto' if kind == 'veto' else 'vote'}_reconciled",
+                            actor=approver,
+                            step=req["step"],
+                            plan_hash=req["plan_hash"],
+                        )
+                        changed = True
+        if changed:
+            self.wake(row["id"])
+            await self.refresh_status(row["id"])
+        return changed
+
     async def _drive(self, closure_id: str) -> None:  # pragma: no cover - Runner defines it
         raise NotImplementedError

@@ -178,6 +178,10 @@ class Phases(ClosureMachine):
         plan_row = closures_db.get_plan(self.db, req["plan_id"])
         assert plan_row is not None
         plan = Plan.from_dict(plan_row["content"])
+        if req["ts"] is not None and req["id"] not in self._reconciled:
+            # Once per request and process: reactions made while the bot was down count too.
+            await self.reconcile_votes(row, req)
+            self._reconciled.add(req["id"])
         tally = await self._tally(row, req)
         now = self.clock()
         if tally.vetoed:
@@ -205,6 +209,9 @@ class Phases(ClosureMachine):
             )
             return None
         if tally.met and not rules.expired(req["expires_at"], now):
+            # The message's reactions are the truth: a removal or a veto Slack never delivered.
+            if await self.reconcile_votes(row, req):
+                return None
             # Rule 3: re-read the inventory right before acting.
             org = await self._organization(row)
             fresh = await self._plan(row, step, org)

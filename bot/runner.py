@@ -64,6 +64,7 @@ class Runner(People):
         self._stopping = False
         self._inflight: set[asyncio.Task[Any]] = set()
         self._flush_locks: dict[str, asyncio.Lock] = {}
+        self._reconciled: set[int] = set()
         self.status_interval = status_interval
         self._last_edit: dict[str, float] = {}
         self._deferred_edits: dict[str, asyncio.Task[None]] = {}

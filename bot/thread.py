@@ -62,6 +62,7 @@ class ClosureOutput:
     _locks: dict[str, asyncio.Lock]
     _last_progress: dict[str, float]
     _flush_locks: dict[str, asyncio.Lock]
+    _reconciled: set[int]
     status_interval: float
     _last_edit: dict[str, float]
     _deferred_edits: dict[str, asyncio.Task[None]]

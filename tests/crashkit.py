@@ -784,16 +784,24 @@ def check_invariants(harness: CrashHarness) -> dict[str, list[str]]:
             early.append(f"{r.method} {r.path} ({step}) before its quorum-completing vote")
     out["no_write_before_quorum"] = early
 
-    # Every acknowledged vote is in the audit trail, as a vote, with its event ID.
+    # Every acknowledged vote is in the audit trail: as a vote with its event ID, or, when the
+    # bot read it back from the message's reactions before Slack redelivered the event, as a
+    # reconciled vote (the redelivery is then recorded under its event ID too).
     audited = {
         (r["event_id"], r["actor"], r["step"], r["plan_hash"])
         for r in rows
         if r["action"] == "vote"
     }
+    reconciled = {
+        (r["actor"], r["step"], r["plan_hash"]) for r in rows if r["action"] == "vote_reconciled"
+    }
+    recorded_events = {r["event_id"] for r in rows if r["event_id"]}
     out["votes_audited"] = [
         f"{v.user}'s vote {v.event_id} on {v.step} ({v.ts}) is not in the audit trail"
         for v in harness.votes
-        if v.acked and (v.event_id, v.user, v.step, v.plan_hash) not in audited
+        if v.acked
+        and (v.event_id, v.user, v.step, v.plan_hash) not in audited
+        and not ((v.user, v.step, v.plan_hash) in reconciled and v.event_id in recorded_events)
     ]
 
     # Every state transition is in the audit trail: an unbroken chain start -> closed that

@@ -72,3 +72,32 @@ async def test_the_closures_requester_never_counts_for_its_rollback(
     await world.slack.wait_for(lambda _: "Approvals: 1/2" in world.status_text())
     assert world.state() == "rollback.awaiting_approval"
     assert len(world.tenant.users) == 1
+
+
+async def test_reactions_made_while_the_bot_was_down_are_reconciled(world: World) -> None:
+    """On resume the request's reactions are read back: a vote and a veto that Slack never
+    delivered both count, so the step is vetoed and nothing is deleted."""
+    await world.command(world.tenant.name)
+    request = await world.wait_request("delete_users")
+    await world.vote(request, APPROVERS[0])
+    await world.slack.wait_for(lambda _: "Approvals: 1/2" in world.status_text())
+    await world.stop_bot()
+    # Slack shows these reactions, but their events never reached the bot.
+    world.slack.add_reaction(request, "white_check_mark", APPROVERS[1])
+    world.slack.add_reaction(request, "x", APPROVERS[2])
+    await world.start_bot()
+    assert await world.wait_state("delete_users.rejected") == "delete_users.rejected"
+    assert not [r for r in world.microsoft.requests if r.method == "DELETE"]
+
+
+async def test_a_withdrawal_slack_never_delivered_is_honoured(world: World) -> None:
+    """An approval whose reaction is gone from the message does not count toward the quorum."""
+    await world.command(world.tenant.name)
+    request = await world.wait_request("delete_users")
+    await world.vote(request, APPROVERS[0])
+    await world.slack.wait_for(lambda _: "Approvals: 1/2" in world.status_text())
+    world.slack.remove_reaction(request, "white_check_mark", APPROVERS[0])  # no event
+    await world.vote(request, APPROVERS[1])
+    await world.slack.wait_for(lambda _: f"Approvals: 1/2 (@{APPROVERS[1]})" in world.status_text())
+    assert world.state() == "delete_users.awaiting_approval"
+    assert not [r for r in world.microsoft.requests if r.method == "DELETE"]
