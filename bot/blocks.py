@@ -85,6 +85,8 @@ class Progress:
 
 
 def _duration(seconds: float) -> str:
+    if seconds < 1:
+        return f"{int(seconds * 1000)}ms"
     seconds = int(seconds)
     if seconds < 90:
         return f"{seconds}s"

@@ -142,3 +142,10 @@ def test_plan_round_trips_through_dict() -> None:
     """A stored plan reads back with the same hash."""
     plan = Plan("s", "t", (Item("user", "1", "a", {"userType": "Guest"}),), ("x",), ("do",))
     assert Plan.from_dict(plan.as_dict()).hash == plan.hash
+
+
+def test_durations_read_well_in_slack() -> None:
+    """Poll intervals and ETAs are shown in the unit a person expects."""
+    from bot.blocks import _duration
+
+    assert [_duration(s) for s in (0.2, 45, 300, 7200)] == ["200ms", "45s", "5m", "2h00m"]
