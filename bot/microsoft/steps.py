@@ -257,7 +257,7 @@ def _sub_line(item: Item, verb: str) -> str:
     seats = item.detail.get("seats") or 0
     where = (
         f"bought through partner {item.detail.get('owner_tenant_id')}: ask the partner to"
-        f" {verb.lower()} it in Partner Center"
+        f" {verb.split()[0].lower()} it in Partner Center"
         if item.detail.get("channel") == "partner"
         else f"Microsoft 365 admin center > Billing > Your products > {item.name} > {verb}"
     )
