@@ -21,7 +21,6 @@ from statemachine.closure import (
     split_state,
 )
 from storage import approvals as requests_db
-from storage import audit
 from storage import closures as closures_db
 from storage.closures import Row
 
@@ -101,13 +100,10 @@ class ClosureMachine(ClosureOutput):
                     clear_failure=model.failed_phase is None,
                     reason=reason,
                 )
-                audit.append(
-                    self.db,
-                    tenant=row["tenant"],
-                    closure_id=closure_id,
-                    at=now,
+                self.record(
+                    row,
+                    trigger,
                     actor=actor,
-                    action=trigger,
                     step=split_state(row["state"])[0],
                     plan_hash=plan_hash,
                     event_id=event_id,

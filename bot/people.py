@@ -343,13 +343,10 @@ class People(Phases):
                             self.db, request_id=req["id"], approver=user, kind=kind
                         )
                     counted = True
-                audit.append(
-                    self.db,
-                    tenant=row["tenant"],
-                    closure_id=row["id"],
-                    at=now,
+                self.record(
+                    row,
+                    action if counted else f"{action}_ignored",
                     actor=user,
-                    action=action if counted else f"{action}_ignored",
                     step=req["step"],
                     plan_hash=req["plan_hash"],
                     event_id=event_id,

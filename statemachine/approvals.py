@@ -80,9 +80,5 @@ def tally(
     return Tally(tuple(approvals), tuple(vetoes), quorum)
 
 
-def quorum_reachable(approvers: Sequence[str], requester: str, quorum: int) -> bool:
-    return len(eligible_approvers(approvers, requester)) >= quorum
-
-
 def expired(expires_at: float, now: float) -> bool:
     return now >= expires_at

@@ -43,7 +43,3 @@ def append(
 
 def trail(db: Database, tenant: str) -> list[Row]:
     return _rows(db.execute("SELECT * FROM audit WHERE tenant = ? ORDER BY id", [tenant]))
-
-
-def trail_of(db: Database, closure_id: str) -> list[Row]:
-    return _rows(db.execute("SELECT * FROM audit WHERE closure_id = ? ORDER BY id", [closure_id]))

@@ -149,18 +149,6 @@ def get_plan(db: Database, plan_id: int) -> Row | None:
     return _row(db.execute("SELECT * FROM plans WHERE id = ?", [plan_id]))
 
 
-def latest_plan(db: Database, closure_id: str, step: str) -> Row | None:
-    return _row(
-        db.execute(
-            "SELECT * FROM plans WHERE closure_id = ? AND step = ? ORDER BY id DESC LIMIT 1",
-            [closure_id, step],
-        )
-    )
-
-
-# --- step progress -------------------------------------------------------------------------
-
-
 def get_step(db: Database, closure_id: str, step: str) -> Row:
     row = _row(
         db.execute("SELECT * FROM steps WHERE closure_id = ? AND step = ?", [closure_id, step])

@@ -63,13 +63,3 @@ def mark_sending(db: Database, post_id: int, at: float) -> None:
 def mark_sent(db: Database, post_id: int, ts: str) -> None:
     with db.atomic():
         db.execute("UPDATE outbox SET ts = ? WHERE id = ?", [ts, post_id])
-
-
-def sent(db: Database, closure_id: str) -> list[Row]:
-    return _rows(
-        db.execute(
-            "SELECT id, kind, step, ts FROM outbox WHERE closure_id = ? AND ts IS NOT NULL"
-            " ORDER BY id",
-            [closure_id],
-        )
-    )

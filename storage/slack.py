@@ -6,8 +6,6 @@ import sqlite3
 
 from sqlite_utils import Database
 
-from storage.closures import Row, _row, _rows
-
 
 def record_message(
     db: Database,
@@ -26,16 +24,6 @@ def record_message(
             " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
             [closure_id, step, kind, channel, ts, thread_ts, at],
         )
-
-
-def messages_of(db: Database, closure_id: str) -> list[Row]:
-    return _rows(
-        db.execute("SELECT * FROM messages WHERE closure_id = ? ORDER BY id", [closure_id])
-    )
-
-
-def message_at(db: Database, channel: str, ts: str) -> Row | None:
-    return _row(db.execute("SELECT * FROM messages WHERE channel = ? AND ts = ?", [channel, ts]))
 
 
 def claim_event(db: Database, event_id: str, at: float) -> bool:
