@@ -29,7 +29,9 @@ Scripted people behave as Slack and a Global Administrator would. The admin type
 other, seconds apart as people do: the first once the bot has recorded the request, the next
 once the bot has stored the previous vote or the process that acknowledged it has died. Slack
 redelivers a reaction whose delivery failed, with the same event ID, up to three times, as the
-Events API does, and never one the bot acknowledged. The admin works each admin-center checklist
+Events API does, and never one the bot acknowledged; when kills cut all four deliveries short,
+Slack gives up and the reaction is only on the message, where the bot must read it back. The
+admin works each admin-center checklist
 once the bot has polled Microsoft ADMIN_POLLS times after it, so kills can land while the bot
 waits on the checklist.
 """
@@ -195,6 +197,16 @@ class _ObservedFaults:
         return getattr(self._inner, name)
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """One delivery of a reaction event to the bot, and how it ended."""
+
+    incarnation: int  # the bot process it was sent to
+    outcome: str  # "200", "HTTP <status>", "no answer within 3 s", or the connection error
+    started: float
+    ended: float
+
+
 @dataclass
 class VoteRecord:
     """One approval reaction and what became of its delivery."""
@@ -205,9 +217,9 @@ class VoteRecord:
     plan_hash: str
     quorum: int
     event_id: str
-    attempts: int = 0
+    mark: int  # len(microsoft.requests) when the reaction appeared on the message
+    attempts: list[Attempt] = field(default_factory=list)
     acked: bool = False
-    mark: int | None = None  # len(microsoft.requests) when the acknowledged delivery started
     incarnation: int = 0  # the bot process that acknowledged it
 
 
@@ -390,7 +402,9 @@ class CrashHarness:
             proc, port = self._spawn()
             self._proc, self._killed_by_us = proc, False
             self._accepting = True
-            if await self._ready(proc, port):
+            # A kill point can fire while the bot resumes, between its healthz answer and here:
+            # a process already killed is never marked up (deliveries would go to a dead port).
+            if await self._ready(proc, port) and not self._killed_by_us:
                 self._up.set()
             code = await asyncio.to_thread(proc.wait)
             self._up.clear()
@@ -529,7 +543,7 @@ class CrashHarness:
         for user in approvers:
             vote = await self._vote(request, user)
             if vote is None:
-                return
+                continue  # undelivered: the next approver reacts all the same, as people do
 
             def stored_or_lost(v: VoteRecord = vote) -> bool:
                 gone = self.incarnation != v.incarnation or not self._up.is_set()
@@ -580,6 +594,7 @@ class CrashHarness:
         (a failed delivery is retried with the same event ID, at most SLACK_RETRIES times)."""
         slack = self.world.slack
         payload = (request.metadata or {})["event_payload"]
+        mark = len(self.world.microsoft.requests)
         slack.add_reaction(request, "white_check_mark", user)
         event = {
             "type": "reaction_added",
@@ -597,23 +612,28 @@ class CrashHarness:
             str(payload["plan_hash"]),
             int(payload["quorum"]),
             str(envelope["event_id"]),
+            mark,
         )
         self.votes.append(record)
-        while record.attempts <= SLACK_RETRIES:
+        while len(record.attempts) <= SLACK_RETRIES:
             await self._wait_up()
-            retry = record.attempts or None
-            record.attempts += 1
-            incarnation, mark = self.incarnation, len(self.world.microsoft.requests)
+            retry = len(record.attempts) or None
+            incarnation, started = self.incarnation, time.monotonic()
             try:
                 result = await slack.deliver(
                     envelope, retry_num=retry, retry_reason="http_error" if retry else None
                 )
-            except aiohttp.ClientError:
-                continue
-            if result.status == 200:
-                record.acked, record.mark, record.incarnation = True, mark, incarnation
+                outcome = "200" if result.status == 200 else f"HTTP {result.status}"
+                if result.timed_out:
+                    outcome = f"no answer within {slack.ack_timeout:g} s"
+            except aiohttp.ClientError as exc:
+                outcome = f"{type(exc).__name__}: {exc}"
+            record.attempts.append(Attempt(incarnation, outcome, started, time.monotonic()))
+            if outcome == "200":
+                record.acked, record.incarnation = True, incarnation
                 return record
-        self.problems.append(f"Slack gave up delivering {user}'s vote on {request.ts}")
+        # Slack gives up after its retries; the reaction stays on the message, where the bot
+        # reads it back (reconcile_votes) when it starts and before it approves.
         return None
 
     # -- the scripted Global Administrator ---------------------------------------------------
@@ -760,18 +780,18 @@ def check_invariants(harness: CrashHarness) -> dict[str, list[str]]:
     ]
     out["users_deleted_once"] = wrong
 
-    # No destructive Graph request for a step before that step's quorum-completing vote.
+    # No destructive Graph request for a step before that step's quorum-completing vote: the
+    # moment its reaction appeared on the request (the bot may learn of it from the event or by
+    # reading the message's reactions back).
     approved = {r["step"]: r["plan_hash"] for r in rows if r["action"] == "approve"}
     marks: dict[str, int] = {}
     by_request: dict[str, list[VoteRecord]] = {}
     for vote in harness.votes:
-        if vote.acked:
-            by_request.setdefault(vote.ts, []).append(vote)
+        by_request.setdefault(vote.ts, []).append(vote)
     for votes in by_request.values():
         first = votes[0]
         if len(votes) >= first.quorum and approved.get(first.step) == first.plan_hash:
             mark = votes[first.quorum - 1].mark
-            assert mark is not None
             marks[first.step] = min(marks.get(first.step, mark), mark)
     early = []
     for index, r in enumerate(records):
@@ -802,6 +822,28 @@ def check_invariants(harness: CrashHarness) -> dict[str, list[str]]:
         if v.acked
         and (v.event_id, v.user, v.step, v.plan_hash) not in audited
         and not ((v.user, v.step, v.plan_hash) in reconciled and v.event_id in recorded_events)
+    ]
+    # A vote Slack gave up delivering still counted for the plan it approved: stored from a
+    # delivery whose answer was lost, or read back from the message's reactions.
+    out["votes_audited"] += [
+        f"{v.user}'s undelivered vote on {v.step} ({v.ts}) approved the plan unaudited"
+        for v in harness.votes
+        if not v.acked
+        and approved.get(v.step) == v.plan_hash
+        and (v.event_id, v.user, v.step, v.plan_hash) not in audited
+        and (v.user, v.step, v.plan_hash) not in reconciled
+    ]
+
+    # Every delivery the bot did not answer 200 was cut short by a kill of the process it went
+    # to: a bot that lives on answers each event, within Slack's 3 s.
+    out["deliveries_answered"] = [
+        f"{v.user}'s vote on {v.step} ({v.ts}), delivery {n} to bot #{a.incarnation}: {a.outcome}"
+        for v in harness.votes
+        for n, a in enumerate(v.attempts, start=1)
+        if a.outcome != "200"
+        and not any(
+            k.incarnation == a.incarnation and a.started <= k.at <= a.ended for k in harness.kills
+        )
     ]
 
     # Every state transition is in the audit trail: an unbroken chain start -> closed that
@@ -901,11 +943,9 @@ def report(harness: CrashHarness, invariants: dict[str, list[str]]) -> str:
     if harness.stopped_at:
         lines.append(f"gave up waiting: {harness.stopped_at}")
     if broken:
-        lines += [
-            f"  vote {v.user} on {v.step} {v.ts}: attempts {v.attempts}, acked {v.acked}"
-            f" by bot #{v.incarnation}"
-            for v in harness.votes
-        ]
+        for v in harness.votes:
+            tried = "; ".join(f"#{a.incarnation} {a.outcome}" for a in v.attempts)
+            lines.append(f"  vote {v.user} on {v.step} {v.ts}: {tried}")
     for name, problems in broken.items():
         lines.append(f"{name}:")
         lines += [f"  - {p}" for p in problems[:8]]

@@ -11,17 +11,19 @@ all five steps, and each kind the bot does not survive today is pinned by its ow
 The invariants (crashkit.check_invariants) after a run: the status message shows `closed`, the
 thread says so and the tenant is deleted; every point was reached; every user deleted exactly
 once (one DELETE answered 204 per user; a repeat answered 404 is fine); no destructive Graph
-request (DELETE/PATCH, $batch sub-requests included) for a step before that step's
-quorum-completing vote was delivered; every acknowledged vote in the audit trail as a `vote`
-with its event ID; the audited transitions form one unbroken chain from delete_users.planning
-to closed through every state the status message showed; no two approval requests for the same
-step and plan unless the first expired or was vetoed; every approved request marked approved;
-one status message per closure; no bot reply repeated (crashkit.RECURS says which may be).
+request (DELETE/PATCH, $batch sub-requests included) for a step before that step's quorum-
+completing reaction was on the request; every acknowledged vote in the audit trail as a `vote`
+with its event ID (or read back from the reactions), and every vote Slack gave up delivering
+counted all the same; every delivery not answered 200 cut short by a kill; the audited
+transitions form one unbroken chain from delete_users.planning to closed through every state the
+status message showed; no two approval requests for the same step and plan unless the first
+expired or was vetoed; every approved request marked approved; one status message per closure;
+no bot reply repeated (crashkit.RECURS says which may be).
 
-Found while building this, and not a crash: a reaction delivered in the instant between Slack
-storing an approval request and the bot recording its ts is dropped without a trace
-(People.reaction: `request_at` finds nothing and returns before the audit). The scripted
-approvers therefore react once the bot has recorded the request, as people (seconds later) do.
+A reaction that reaches the bot before it has recorded its request's ts waits for the posts
+under way (People.reaction); one it still cannot match after a crash is read back from the
+message's reactions (reconcile_votes). The scripted approvers react once the bot has recorded
+the request, as people (seconds later) do, so that the kill points around a vote are reached.
 """
 
 from __future__ import annotations
