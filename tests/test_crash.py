@@ -28,9 +28,11 @@ the request, as people (seconds later) do, so that the kill points around a vote
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -295,5 +297,45 @@ async def test_crash_at_a_former_bug(make_world: MakeWorld, key: str, step: str)
     harness, invariants = await run_closure(
         world, [family.make(family.choices[0])], stall=5.0, grace=3.0
     )
+    if any(invariants.values()):
+        pytest.fail(crashkit.report(harness, invariants), pytrace=False)
+
+
+async def test_a_bot_killed_while_resuming_is_never_marked_up(
+    make_world: MakeWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bot killed between its healthz answer and the harness marking it up stays down for
+    Slack's redeliveries (they would all fail at once against its dead port)."""
+    world = await make_world(users=10, start=False, microsoft=MICROSOFT)
+    keys = ("voter's account checked", "right after the quorum-completing vote")
+    families = {f.key: f for f in catalogue(world) if f.step == "delete_users"}
+    harness = CrashHarness(world, [families[k].make(families[k].choices[0]) for k in keys])
+    ready = CrashHarness._ready
+
+    async def ready_then_die(self: CrashHarness, proc: Any, port: int) -> bool:
+        # The second bot resumes into the quorum (it reads the vote back from the reactions)
+        # and is killed there: its healthz answer is held until then.
+        up = await ready(self, proc, port)
+        if self.incarnation == 2:
+            await asyncio.wait_for(asyncio.to_thread(proc.wait), crashkit.READY_TIMEOUT)
+        return up
+
+    marked_dead: list[int] = []
+
+    class Up(asyncio.Event):
+        def set(self) -> None:
+            if harness._killed_by_us:
+                marked_dead.append(harness.incarnation)
+            super().set()
+
+    monkeypatch.setattr(CrashHarness, "_ready", ready_then_die)
+    harness._up = Up()
+    try:
+        await harness.run(grace=3.0)
+    finally:
+        await harness.stop()
+    assert [k.incarnation for k in harness.kills] == [1, 2]
+    assert marked_dead == []
+    invariants = crashkit.check_invariants(harness)
     if any(invariants.values()):
         pytest.fail(crashkit.report(harness, invariants), pytrace=False)
