@@ -60,8 +60,8 @@ def build_app(*, runner: Runner, client: AsyncWebClient, signing_secret: str | N
 
     @app.event("app_home_opened")
     async def app_home_opened(event: dict[str, Any]) -> None:
-        with runner.busy():
-            await home.publish_home(runner, str(event.get("user", "")))
+        # views.publish goes after the answer: Slack's 3 s must not wait on its rate limits.
+        runner.background(home.publish_home(runner, str(event.get("user", ""))))
 
     @app.event("reaction_removed")
     async def reaction_removed(body: dict[str, Any], event: dict[str, Any]) -> None:

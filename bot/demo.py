@@ -25,7 +25,13 @@ from bot.config import Settings, load_settings
 from bot.doctor import BOT_SCOPES
 from bot.service import Service, start_service
 from bot.simulator.microsoft import MicrosoftSimulator, SimTenant
-from bot.simulator.slack import SimMessage, SimUser, SlackSimulator, render_message
+from bot.simulator.slack import (
+    RateLimits,
+    SimMessage,
+    SimUser,
+    SlackSimulator,
+    render_message,
+)
 from bot.simulator.tls import create_client_certificate
 
 ADMIN = "U0ADMIN1"
@@ -146,6 +152,7 @@ class World:
         approvers: tuple[str, ...] = APPROVERS,
         start: bool = True,
         microsoft: Mapping[str, Any] | None = None,
+        slack_limits: RateLimits | None = None,
         certificate: bool = False,
         partner: bool = False,
     ) -> World:
@@ -175,7 +182,9 @@ class World:
         await ms.start()
         # The simulated install grants exactly the manifest's scopes: a call needing any other
         # scope fails with missing_scope, as it would in a real workspace.
-        slack = SlackSimulator(users=people(), bot_scopes=frozenset(BOT_SCOPES))
+        slack = SlackSimulator(
+            users=people(), bot_scopes=frozenset(BOT_SCOPES), rate_limits=slack_limits
+        )
         await slack.start()
         config_path = directory / "close-account.toml"
         config_path.write_text(

@@ -352,10 +352,13 @@ class People(Phases):
                     event_id=event_id,
                     detail={"reaction": reaction, **({"why": refused} if refused else {})},
                 )
+                answer = not counted and added and current["status"] == "open"
+                if answer:  # the refusal commits with the vote it answers
+                    text = f"<@{user}>'s reaction does not count: {refused}."
+                    self.enqueue(row["id"], Post(text, req["step"]))
+        # Slack has its answer once the vote is stored; what Slack is told of it goes after.
         if counted:
             self.wake(row["id"])
-            await self.refresh_status(row["id"])
-        elif added and current["status"] == "open":
-            await self.say(
-                row["id"], f"<@{user}>'s reaction does not count: {refused}.", step=req["step"]
-            )
+            self.background(self.refresh_status(row["id"]))
+        elif answer:
+            self.background(self.flush(row["id"]))

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -64,6 +64,8 @@ class Runner(People):
         self._stopping = False
         self._inflight: set[asyncio.Task[Any]] = set()
         self._flush_locks: dict[str, asyncio.Lock] = {}
+        self._status_locks: dict[str, asyncio.Lock] = {}
+        self._shown_status: dict[str, str] = {}
         self._reconciled: set[int] = set()
         self.status_interval = status_interval
         self._last_edit: dict[str, float] = {}
@@ -92,12 +94,6 @@ class Runner(People):
         finally:
             if task is not None:
                 self._inflight.discard(task)
-
-    def background(self, work: Coroutine[Any, Any, None]) -> None:
-        """Run a listener's work after Slack has its answer; stop() lets it finish."""
-        task = asyncio.create_task(work)
-        self._inflight.add(task)
-        task.add_done_callback(self._inflight.discard)
 
     async def stop(self) -> None:
         for edit in list(self._deferred_edits.values()):

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +69,26 @@ class ClosureOutput:
     _deferred_edits: dict[str, asyncio.Task[None]]
     _pending_progress: dict[str, blocks.Progress]
     _stopping: bool
+    _inflight: set[asyncio.Task[Any]]
+    _status_locks: dict[str, asyncio.Lock]
+    _shown_status: dict[str, str]  # what each status message shows now, as this process sent it
+
+    def background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run Slack-facing work after Slack has its answer: Slack's 3 s must never wait on
+        Slack's own rate limits. stop() lets it finish; a Slack or network error is logged
+        (the drive loop shows the state again when it next moves)."""
+
+        async def run() -> None:
+            try:
+                await work
+            except SlackApiError as exc:
+                log.warning("Slack error after an answer: %s", exc.response.get("error"))
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                log.warning("Slack unreachable after an answer: %s", exc)
+
+        task = asyncio.create_task(run())
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
 
     def tenant_of(self, row: Row) -> ms.Tenant:
         return self.tenants[row["tenant"]]
@@ -291,7 +312,9 @@ class ClosureOutput:
                     )
                 return
             self._last_edit[closure_id] = self.clock()
-        await self._show_status(row, progress or self._pending_progress.pop(closure_id, None))
+        await self._show_status(
+            closure_id, progress or self._pending_progress.pop(closure_id, None)
+        )
 
     async def _edit_later(self, closure_id: str, wait: float) -> None:
         try:
@@ -303,11 +326,19 @@ class ClosureOutput:
             return
         self._last_edit[closure_id] = self.clock()
         try:
-            await self._show_status(row, self._pending_progress.pop(closure_id, None))
+            await self._show_status(closure_id, self._pending_progress.pop(closure_id, None))
         except SlackApiError as exc:  # the drive loop re-shows a stale status later
             log.warning("closure %s: status edit failed: %s", closure_id, exc.response.get("error"))
 
-    async def _show_status(self, row: Row, progress: blocks.Progress | None) -> None:
+    async def _show_status(self, closure_id: str, progress: blocks.Progress | None) -> None:
+        # One edit of a status message at a time, each showing the closure as it is when it is
+        # sent: an edit under way (a vote's, say) never lands after a newer one.
+        async with self._status_locks.setdefault(closure_id, asyncio.Lock()):
+            row = closures_db.get_closure(self.db, closure_id)
+            if row is not None:
+                await self._send_status(row, progress)
+
+    async def _send_status(self, row: Row, progress: blocks.Progress | None) -> None:
         closure_id = row["id"]
         view = self.status_view(row, progress)
         metadata = {
@@ -321,6 +352,7 @@ class ClosureOutput:
         }
         text = blocks.status_text(view)
         body = blocks.status_blocks(view)
+        shown = json.dumps([text, body, metadata], sort_keys=True)
         if row["status_ts"] is None:
             ts = None
             if row["status_sending_at"] is not None:  # a crash mid-post: look before posting
@@ -342,7 +374,7 @@ class ClosureOutput:
                 thread_ts=None,
                 at=self.clock(),
             )
-        else:
+        elif self._shown_status.get(closure_id) != shown:  # an unchanged view costs no call
             await self.client.chat_update(
                 channel=row["channel"],
                 ts=row["status_ts"],
@@ -350,6 +382,7 @@ class ClosureOutput:
                 blocks=body,
                 metadata=metadata,
             )
+        self._shown_status[closure_id] = shown
         closures_db.set_status_shown(self.db, closure_id, row["state"])
 
     async def _status_posted(self, row: Row) -> str | None:

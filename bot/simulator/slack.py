@@ -16,6 +16,7 @@ from aiohttp import web
 
 from bot.simulator.slack_blocks import Invalid
 from bot.simulator.slack_delivery import Delivery, EventResult, SlashResult, slack_signature
+from bot.simulator.slack_limits import RateLimits
 from bot.simulator.slack_render import render_channel, render_message
 from bot.simulator.slack_socket import APP_TOKEN_SCOPES, SocketModeServer
 from bot.simulator.slack_state import JSON, SimMessage, SimUser
@@ -24,6 +25,7 @@ from bot.simulator.slack_webapi import DEFAULT_BOT_SCOPES, METHODS, call
 __all__ = [
     "DEFAULT_BOT_SCOPES",
     "EventResult",
+    "RateLimits",
     "SimMessage",
     "SimUser",
     "SlackSimulator",
@@ -75,9 +77,11 @@ class SlackSimulator(Delivery):
         ack_timeout: float = 3.0,
         app_token: str = "xapp-1-sim",
         socket_mode: bool = False,
+        rate_limits: RateLimits | None = None,
     ) -> None:
         """`socket_mode=True` (or setting `sim.socket_mode` later) is the app's "Enable Socket
-        Mode" switch: deliveries then go over its websocket, never to `request_url`."""
+        Mode" switch: deliveries then go over its websocket, never to `request_url`.
+        `rate_limits` enforces Slack's per-method tiers (slack_limits); None for none."""
         super().__init__(
             bot_token=bot_token,
             signing_secret=signing_secret,
@@ -90,6 +94,7 @@ class SlackSimulator(Delivery):
         self._init_delivery(ack_timeout, app_token=app_token, socket_mode=socket_mode)
         self.api_url = ""  # "http://127.0.0.1:PORT/api/" once started
         self._faults: dict[str, list[_Fault]] = {}
+        self.rate_limits = rate_limits
         self._runner: web.AppRunner | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -193,6 +198,9 @@ class SlackSimulator(Delivery):
                 raise Invalid("not_allowed_token_type")
             elif method == "apps.connections.open":
                 body = {"ok": True, "url": self.sockets.open_url()}
+            elif (retry_after := self._limited(method, args)) is not None:
+                status, headers["Retry-After"] = 429, str(retry_after)
+                body = {"ok": False, "error": "ratelimited"}
             else:
                 body = call(self, method, args)
         except Invalid as e:
@@ -210,6 +218,11 @@ class SlackSimulator(Delivery):
         )
         self.notify()
         return web.json_response(body, status=status, headers=headers)
+
+    def _limited(self, method: str, args: JSON) -> int | None:
+        if self.rate_limits is None:
+            return None
+        return self.rate_limits.check(method, str(args.get("channel", "")))
 
     async def _read_args(self, request: web.Request) -> tuple[JSON, str | None]:
         """Arguments from the query string and the body, and the token, read as Slack reads them."""
