@@ -359,6 +359,6 @@ class People(Phases):
         # Slack has its answer once the vote is stored; what Slack is told of it goes after.
         if counted:
             self.wake(row["id"])
-            self.background(self.refresh_status(row["id"]))
+            self.request_status(row["id"])
         elif answer:
             self.background(self.flush(row["id"]))

@@ -383,7 +383,8 @@ class Phases(ClosureMachine):
                     self._last_progress[row["id"]] = now
                     rate = (done - first) / (now - started) if now > started else None
                     eta = (total - done) / rate if rate else None
-                    await self.refresh_status(row["id"], blocks.Progress(done, total, rate, eta))
+                    # In the background: a rate-limited edit never slows the writes.
+                    self.request_status(row["id"], blocks.Progress(done, total, rate, eta))
 
             await executor(self.tenant_of(row), plan, progress, info["done"])
             self.record(

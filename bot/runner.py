@@ -22,6 +22,7 @@ from sqlite_utils import Database
 
 from bot import blocks
 from bot.config import Settings
+from bot.editbudget import EditBudget
 from bot.identity import Directory
 from bot.microsoft import steps as ms
 from bot.microsoft.graph import GraphError
@@ -49,6 +50,7 @@ class Runner(People):
         ssl_context: Any = None,
         clock: Callable[[], float] = time.time,
         status_interval: float = 2.0,
+        edit_budget: EditBudget | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -69,7 +71,9 @@ class Runner(People):
         self._reconciled: set[int] = set()
         self.status_interval = status_interval
         self._last_edit: dict[str, float] = {}
-        self._deferred_edits: dict[str, asyncio.Task[None]] = {}
+        self._status_writers: dict[str, asyncio.Task[None]] = {}
+        self._status_stale: set[str] = set()
+        self._edit_budget = edit_budget
         self._pending_progress: dict[str, blocks.Progress] = {}
         self.directory = Directory(client, db, clock)
 
@@ -96,8 +100,8 @@ class Runner(People):
                 self._inflight.discard(task)
 
     async def stop(self) -> None:
-        for edit in list(self._deferred_edits.values()):
-            edit.cancel()
+        for writer in list(self._status_writers.values()):
+            writer.cancel()  # what a status message still lacks is shown after the restart
         if self._inflight:  # let replies already under way reach Slack
             await asyncio.wait(set(self._inflight), timeout=10)
         self._stopping = True

@@ -31,6 +31,7 @@ from sqlite_utils import Database
 
 from bot.app import build_app
 from bot.config import Settings
+from bot.editbudget import EditBudget
 from bot.microsoft.azure import Arm
 from bot.microsoft.graph import Graph
 from bot.microsoft.pacing import WritePacer
@@ -262,6 +263,9 @@ async def _start(
         ssl_context=context,
         clock=clock,
         status_interval=settings.timing.status_edit_interval,
+        # "0s" shows every edit at once (the tests); otherwise all status messages share one
+        # budget within Slack's tier 3.
+        edit_budget=EditBudget() if settings.timing.status_edit_interval > 0 else None,
     )
     app = build_app(
         runner=runner,

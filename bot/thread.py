@@ -16,6 +16,7 @@ from sqlite_utils import Database
 
 from bot import blocks
 from bot.config import Settings, TenantSettings
+from bot.editbudget import EditBudget
 from bot.identity import Directory
 from bot.microsoft import steps as ms
 from statemachine import approvals as rules
@@ -66,7 +67,9 @@ class ClosureOutput:
     _reconciled: set[int]
     status_interval: float
     _last_edit: dict[str, float]
-    _deferred_edits: dict[str, asyncio.Task[None]]
+    _status_writers: dict[str, asyncio.Task[None]]
+    _status_stale: set[str]  # status messages that show less than the closure's state
+    _edit_budget: EditBudget | None
     _pending_progress: dict[str, blocks.Progress]
     _stopping: bool
     _inflight: set[asyncio.Task[Any]]
@@ -295,40 +298,60 @@ class ClosureOutput:
     async def refresh_status(
         self, closure_id: str, progress: blocks.Progress | None = None
     ) -> None:
-        """Post the status message once, then edit it in place, at most once per
-        `status_interval` (Slack's tier 3 allows about one edit a second per message): an edit
-        asked for sooner is sent when the interval is up, showing the state at that moment."""
+        """Post the status message once, then edit it in place: now if its interval is up and
+        the workspace's edit budget has a slot free, else through its status writer (at most
+        once per `status_interval`, showing the state at that moment)."""
         row = closures_db.get_closure(self.db, closure_id)
         if row is None:
             return
+        if progress is not None:
+            self._pending_progress[closure_id] = progress
         if row["status_ts"] is not None:
+            now = self.clock()
+            due = self._last_edit.get(closure_id, -1e18) + self.status_interval <= now
+            if not due or (self._edit_budget is not None and not self._edit_budget.take(now)):
+                self.request_status(closure_id)
+                return
+            self._last_edit[closure_id] = now
+        await self._show_status(closure_id, self._pending_progress.pop(closure_id, None))
+
+    def request_status(self, closure_id: str, progress: blocks.Progress | None = None) -> None:
+        """Have the status message edited in the background: Slack's rate limits never hold up
+        the caller (a vote's answer, a batch of deletes). Requests while one waits are one edit."""
+        if progress is not None:
+            self._pending_progress[closure_id] = progress
+        self._status_stale.add(closure_id)
+        writer = self._status_writers.get(closure_id)
+        if writer is None or writer.done():
+            self._status_writers[closure_id] = asyncio.create_task(
+                self._write_status(closure_id), name=f"status-{closure_id}"
+            )
+
+    async def _write_status(self, closure_id: str) -> None:
+        """Edit the status message while it is stale: at most once per `status_interval` and
+        within the workspace's edit budget, each edit showing the closure as it is when sent
+        (edits asked for meanwhile are one edit)."""
+        while closure_id in self._status_stale:
             wait = self._last_edit.get(closure_id, -1e18) + self.status_interval - self.clock()
             if wait > 0:
-                if progress is not None:
-                    self._pending_progress[closure_id] = progress
-                if closure_id not in self._deferred_edits:
-                    self._deferred_edits[closure_id] = asyncio.create_task(
-                        self._edit_later(closure_id, wait)
-                    )
-                return
+                await asyncio.sleep(wait)
+            if self._edit_budget is not None:
+                slot = self._edit_budget.reserve(self.clock())
+                if slot > 0:
+                    await asyncio.sleep(slot)
+            self._status_stale.discard(closure_id)
             self._last_edit[closure_id] = self.clock()
-        await self._show_status(
-            closure_id, progress or self._pending_progress.pop(closure_id, None)
-        )
-
-    async def _edit_later(self, closure_id: str, wait: float) -> None:
-        try:
-            await asyncio.sleep(wait)
-        finally:
-            self._deferred_edits.pop(closure_id, None)
-        row = closures_db.get_closure(self.db, closure_id)
-        if row is None or row["status_ts"] is None:
-            return
-        self._last_edit[closure_id] = self.clock()
-        try:
-            await self._show_status(closure_id, self._pending_progress.pop(closure_id, None))
-        except SlackApiError as exc:  # the drive loop re-shows a stale status later
-            log.warning("closure %s: status edit failed: %s", closure_id, exc.response.get("error"))
+            try:
+                if outbox.pending(self.db, closure_id):  # the thread says it before the status
+                    await self.flush(closure_id)
+                await self._show_status(closure_id, self._pending_progress.pop(closure_id, None))
+            except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
+                error = exc.response.get("error") if isinstance(exc, SlackApiError) else exc
+                log.warning("closure %s: status edit failed: %s", closure_id, error)
+                if isinstance(exc, SlackApiError) and not _transient(exc):
+                    return  # the drive loop shows it again when the closure next moves
+                self._status_stale.add(closure_id)
+                await asyncio.sleep(min(self.settings.timing.poll_interval, 30.0))
 
     async def _show_status(self, closure_id: str, progress: blocks.Progress | None) -> None:
         # One edit of a status message at a time, each showing the closure as it is when it is
@@ -336,7 +359,8 @@ class ClosureOutput:
         async with self._status_locks.setdefault(closure_id, asyncio.Lock()):
             row = closures_db.get_closure(self.db, closure_id)
             if row is not None:
-                await self._send_status(row, progress)
+                executing = split_state(row["state"])[1] == "executing"
+                await self._send_status(row, progress if executing else None)
 
     async def _send_status(self, row: Row, progress: blocks.Progress | None) -> None:
         closure_id = row["id"]
@@ -507,3 +531,9 @@ class ClosureOutput:
             "checklist",
             blocks.checklist_blocks(title, plan.checklist, footer),
         )
+
+
+def _transient(exc: SlackApiError) -> bool:
+    """Whether Slack may take the same call later: rate limited, or Slack's own trouble."""
+    status = getattr(exc.response, "status_code", 200)
+    return exc.response.get("error") == "ratelimited" or status >= 500

@@ -10,6 +10,7 @@ from pathlib import Path
 import aiohttp
 
 from bot.demo import APPROVERS, CHANNEL, World
+from bot.editbudget import EditBudget
 from bot.simulator.slack import SlackSimulator
 from bot.simulator.slack_limits import (
     METHOD_TIERS,
@@ -173,3 +174,57 @@ async def test_a_whole_closure_finishes_under_slacks_rate_limits(make_world: Mak
     assert await world.wait_state("closed", timeout=120) == "closed"
     assert [(a.status, a.timed_out) for a in answers] == [(200, False)] * 2 * len(STEPS)
     assert limits.limited, "Slack never had to refuse a call: the test shows nothing"
+
+
+def test_the_edit_budget_spaces_edits_once_its_burst_is_spent() -> None:
+    """The workspace's status edits take a burst at once, then one slot per 60/rate seconds."""
+    budget = EditBudget(per_minute=60, burst=3)
+    assert [budget.take(0.0) for _ in range(4)] == [True, True, True, False]
+    assert [budget.reserve(0.0), budget.reserve(0.0)] == [1.0, 2.0]  # queued behind each other
+    assert not budget.take(2.5)  # the two reserved slots come first
+    assert budget.take(3.0)
+
+
+async def test_edits_asked_for_while_one_is_refused_become_one_edit_of_the_latest(
+    make_world: MakeWorld,
+) -> None:
+    """Status edits asked for while Slack rate-limits the one under way hold nobody up and
+    become a single further edit, showing the votes as they are once Slack allows it."""
+    clock = Clock()
+    limits = RateLimits(clock=clock)
+    world: World = await make_world(users=10, slack_limits=limits)
+    assert "started" in await world.command(world.tenant.name)
+    request = await world.wait_request("delete_users")
+    await world.slack.wait_for(lambda _: "Approvals: 0/2" in world.status_text())
+    status = world.status()
+    assert status is not None
+
+    def edits() -> int:
+        return sum(
+            1
+            for c in world.slack.calls
+            if c["method"] == "chat.update" and c["args"].get("ts") == status.ts and c["ok"]
+        )
+
+    before = len(limits.limited), edits()
+    while limits.check("chat.update") is None:
+        pass
+    await world.vote(request, APPROVERS[0])
+    await world.slack.wait_for(lambda _: len(limits.limited) > before[0] + 1)  # refused
+    removed = await world.slack.react(
+        user_id=APPROVERS[0],
+        channel=request.channel,
+        ts=request.ts,
+        name="white_check_mark",
+        remove=True,
+    )
+    added = await world.slack.react(
+        user_id=APPROVERS[2], channel=request.channel, ts=request.ts, name="white_check_mark"
+    )
+    assert [removed.status, added.status] == [200, 200]
+    clock.now += 60
+    await world.slack.wait_for(
+        lambda _: "U0APPR3" in world.status_text() and "U0APPR1" not in world.status_text(),
+        timeout=10,
+    )
+    assert edits() == before[1] + 2  # the refused edit, sent late, then the latest
