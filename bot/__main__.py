@@ -59,7 +59,7 @@ async def _check(settings: Settings) -> int:
     async with aiohttp.ClientSession() as session:
         tenants = build_tenants(settings, session, context, bundle)
         try:
-            lines = await check_slack(slack_client(settings, context), settings)
+            lines = await check_slack(slack_client(settings, context, session), settings)
             for tenant in tenants.values():
                 lines += await check_tenant(tenant)
         finally:

@@ -44,6 +44,7 @@ from storage.lock import InstanceLock, acquire_instance_lock
 
 log = logging.getLogger("close_account_bot.service")
 SLACK_API = "https://slack.com/api/"
+SLACK_TIMEOUT = 30  # seconds per Slack Web API call, slack-sdk's own default
 
 
 def ssl_context(ca_file: Path | None) -> ssl.SSLContext:
@@ -66,11 +67,16 @@ def ca_bundle(ca_file: Path | None) -> str | None:
     return path
 
 
-def slack_client(settings: Settings, context: ssl.SSLContext) -> AsyncWebClient:
+def slack_client(
+    settings: Settings, context: ssl.SSLContext, session: aiohttp.ClientSession
+) -> AsyncWebClient:
+    """The one Slack Web API client, over its own session: connections to Slack are kept and
+    reused (without one, slack-sdk opens a session, a connection and a TLS handshake per call)."""
     return AsyncWebClient(
         token=settings.slack.bot_token,
         base_url=settings.slack.api_url or SLACK_API,
         ssl=context,
+        session=session,
         retry_handlers=[
             AsyncRateLimitErrorRetryHandler(max_retry_count=5),
             AsyncServerErrorRetryHandler(max_retry_count=3),
@@ -113,6 +119,7 @@ class Service:
     app: AsyncApp
     session: aiohttp.ClientSession
     client: AsyncWebClient
+    slack_session: aiohttp.ClientSession
     url: str = ""
     web_runner: web.AppRunner | None = None
     socket_handler: Any = None
@@ -127,6 +134,7 @@ class Service:
         if self.web_runner is not None:
             await self.web_runner.cleanup()
         await self.session.close()
+        await self.slack_session.close()
         for tenant in self.runner.tenants.values():
             close = getattr(tenant.graph.tokens, "close", None)
             if close is not None:
@@ -252,7 +260,8 @@ async def _start(
     bundle = ca_bundle(settings.ca_file)
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120))
     db = open_db(settings.storage_path)
-    client = slack_client(settings, context)
+    slack_session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=SLACK_TIMEOUT))
+    client = slack_client(settings, context, slack_session)
     tenants = build_tenants(settings, session, context, bundle, graph_backoff=graph_backoff)
     runner = Runner(
         settings=settings,
@@ -272,7 +281,9 @@ async def _start(
         client=client,
         signing_secret=None if settings.slack.app_token else settings.slack.signing_secret,
     )
-    service = Service(settings, db, runner, app, session, client, _bundle=bundle, _lock=lock)
+    service = Service(
+        settings, db, runner, app, session, client, slack_session, _bundle=bundle, _lock=lock
+    )
     web_runner = web.AppRunner(build_web(service), access_log=None)
     await web_runner.setup()
     site = web.TCPSite(web_runner, host, port)

@@ -228,3 +228,14 @@ async def test_edits_asked_for_while_one_is_refused_become_one_edit_of_the_lates
         timeout=10,
     )
     assert edits() == before[1] + 2  # the refused edit, sent late, then the latest
+
+
+async def test_the_bot_keeps_its_connections_to_slack(world: World) -> None:
+    """The bot's Slack calls share a few kept-alive connections instead of a new connection
+    (and, against slack.com, a TLS handshake) per call."""
+    assert "started" in await world.command(world.tenant.name)
+    await world.wait_request("delete_users")
+    await world.slack.wait_for(lambda _: "Approvals: 0/2" in world.status_text())
+    calls = len(world.slack.calls)
+    assert calls >= 5
+    assert len(world.slack.api_connections) <= 2, (calls, world.slack.api_connections)

@@ -95,6 +95,7 @@ class SlackSimulator(Delivery):
         self.api_url = ""  # "http://127.0.0.1:PORT/api/" once started
         self._faults: dict[str, list[_Fault]] = {}
         self.rate_limits = rate_limits
+        self.api_connections: set[tuple[str, int]] = set()  # client address of each Web API call
         self._runner: web.AppRunner | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -169,6 +170,9 @@ class SlackSimulator(Delivery):
 
     async def _api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        if peer:
+            self.api_connections.add((str(peer[0]), int(peer[1])))
         status, headers = 200, {"X-OAuth-Scopes": ",".join(sorted(self.bot_scopes))}
         if method in METHODS and METHODS[method].scope:
             headers["X-Accepted-OAuth-Scopes"] = METHODS[method].scope or ""
