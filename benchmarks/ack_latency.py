@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sqlite3
 import sys
 import tempfile
 import time
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from sqlite_utils import Database
 
 from benchmarks.common import (
     ADMIN,
@@ -51,6 +53,7 @@ from benchmarks.common import (
 )
 from bot.demo import people
 from bot.simulator.slack import SimMessage, SlackSimulator
+from storage.closures import open_closures
 
 NAME = "ack_latency"
 TITLE = "Slack ack latency with 50 closures executing"
@@ -82,28 +85,39 @@ class Burst:
 
 
 class States:
-    """Samples each closure's state from its status message (metadata) in the simulated Slack."""
+    """Samples each closure's state from the bot's database (read-only: WAL lets it read while
+    the bot writes). Not from the status messages: with 50 closures they share Slack's edit
+    budget, so by design they show a state some seconds late."""
 
-    def __init__(self, slack: SlackSimulator) -> None:
-        self.slack = slack
+    def __init__(self, db_path: Path) -> None:
+        self.db_path = db_path
         self.executing = 0
         self.states: dict[str, str] = {}
         self.reached: set[str] = set()  # at step 1's execution or past it
+        self._db: Database | None = None
 
     def sample(self) -> None:
-        states = {}
-        for msg in self.slack.find(event_type="close_account_status", channel=CHANNEL):
-            payload = (msg.metadata or {}).get("event_payload") or {}
-            states[str(payload.get("tenant"))] = str(payload.get("state"))
-        self.states = states
-        running = {t for t, s in states.items() if s == EXECUTING}
+        try:
+            if self._db is None:
+                self._db = Database(
+                    sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, isolation_level=None)
+                )
+            rows = open_closures(self._db)
+        except sqlite3.OperationalError:  # not created yet, or busy: the next sample
+            return
+        self.states = {str(r["tenant"]): str(r["state"]) for r in rows}
+        running = {t for t, s in self.states.items() if s == EXECUTING}
         self.executing = len(running)
-        self.reached = {t for t, s in states.items() if s not in BEFORE}
+        self.reached = {t for t, s in self.states.items() if s not in BEFORE}
 
     async def run(self) -> None:
-        while True:
-            self.sample()
-            await asyncio.sleep(0.1)
+        try:
+            while True:
+                self.sample()
+                await asyncio.sleep(0.1)
+        finally:
+            if self._db is not None:
+                self._db.conn.close()
 
 
 class TimedSlack(SlackSimulator):
@@ -286,7 +300,7 @@ async def run() -> list[Row]:
                         raise RuntimeError(f"the bot did not start: {log_path.read_text()}")
                     slack.request_url = line.split()[1] + "/slack/events"
                     names = [t["name"] for t in sim.tenants]
-                    states = States(slack)
+                    states = States(Path(tmp) / "close-account.db")
                     tasks.append(asyncio.create_task(states.run()))
 
                     idle = await burst(slack, names, states, proc.pid)
