@@ -121,10 +121,6 @@ class Runner(People):
 
     # --- the drive loop ----------------------------------------------------------------------
 
-    def _backoff(self) -> float:
-        """How long to wait before trying a phase again after an error that changed nothing."""
-        return min(self.settings.timing.poll_interval, 30.0)
-
     async def _drive(self, closure_id: str) -> None:
         waker = self._wakers.setdefault(closure_id, asyncio.Event())
         while not self._stopping:

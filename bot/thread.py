@@ -93,6 +93,10 @@ class ClosureOutput:
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
 
+    def _backoff(self) -> float:
+        """How long to wait before trying again after an error that changed nothing."""
+        return min(self.settings.timing.poll_interval, 30.0)
+
     def tenant_of(self, row: Row) -> ms.Tenant:
         return self.tenants[row["tenant"]]
 
@@ -351,7 +355,10 @@ class ClosureOutput:
                 if isinstance(exc, SlackApiError) and not _transient(exc):
                     return  # the drive loop shows it again when the closure next moves
                 self._status_stale.add(closure_id)
-                await asyncio.sleep(min(self.settings.timing.poll_interval, 30.0))
+                await asyncio.sleep(self._backoff())
+            except Exception:  # a bug must not end the writer silently
+                log.exception("closure %s: status edit failed", closure_id)
+                return
 
     async def _show_status(self, closure_id: str, progress: blocks.Progress | None) -> None:
         # One edit of a status message at a time, each showing the closure as it is when it is
