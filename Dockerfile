@@ -29,6 +29,7 @@ COPY pyproject.toml README.md ./
 COPY bot ./bot
 COPY statemachine ./statemachine
 COPY storage ./storage
+COPY simulator ./simulator
 # The app and its runtime dependencies only: no test extras, no source tree left behind.
 RUN pip install . \
     && cd / && rm -rf /src \

@@ -51,8 +51,8 @@ from benchmarks.common import (
     sim_process,
     stop_process,
 )
-from bot.demo import people
-from bot.simulator.slack import SimMessage, SlackSimulator
+from bot.world import people
+from simulator.slack.server import SimMessage, SlackSimulator
 from storage.closures import open_closures
 
 NAME = "ack_latency"

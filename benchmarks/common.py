@@ -108,7 +108,7 @@ def config_text(
     db_path: Path,
     timing: Mapping[str, str | int],
 ) -> str:
-    """A config with many tenants, modelled on bot/demo.py's `config_text`."""
+    """A config with many tenants, modelled on bot/world.py's `config_text`."""
 
     def strings(values: Sequence[str]) -> str:
         return "[" + ", ".join(f'"{v}"' for v in values) + "]"

@@ -45,8 +45,8 @@ from benchmarks.common import (
     sim_process,
     stop_process,
 )
-from bot.demo import people
-from bot.simulator.slack import SlackSimulator
+from bot.world import people
+from simulator.slack.server import SlackSimulator
 from statemachine.plan import Item, Plan
 from storage import approvals as requests_db
 from storage import audit

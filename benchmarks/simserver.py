@@ -26,7 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.simulator.microsoft import MicrosoftSimulator
+from simulator.microsoft.server import MicrosoftSimulator
 
 
 class LatentSimulator(MicrosoftSimulator):

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bot.demo import World
+from bot.world import World
 
 MakeWorld = Callable[..., Awaitable[World]]
 

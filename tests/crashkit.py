@@ -59,9 +59,9 @@ from typing import Any, TypeVar
 import aiohttp
 from sqlite_utils import Database
 
-from bot.demo import ADMIN, APPROVERS, CHANNEL, World
-from bot.simulator.microsoft import RequestRecord
-from bot.simulator.slack import SimMessage, SlashResult
+from bot.world import ADMIN, APPROVERS, CHANNEL, World
+from simulator.microsoft.server import RequestRecord
+from simulator.slack.server import SimMessage, SlashResult
 from statemachine.closure import STEPS
 from storage.approvals import request_at
 from storage.audit import trail

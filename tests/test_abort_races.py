@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.demo import ADMIN, APPROVERS, World
+from bot.world import ADMIN, APPROVERS, World
 from storage import closures as closures_db
 from tests.conftest import MakeWorld
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.demo import ADMIN, APPROVERS, OUTSIDER, World
+from bot.world import ADMIN, APPROVERS, OUTSIDER, World
 from storage import approvals as requests_db
 from storage import audit
 from tests.conftest import MakeWorld

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import ConfigError, load_settings
-from bot.demo import APPROVERS
+from bot.world import APPROVERS
 from tests.conftest import MakeWorld
 
 GUID = "8f0c1d2e-3a4b-5c6d-7e8f-9a0b1c2d3e4f"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.demo import APPROVERS
+from bot.world import APPROVERS
 from tests.conftest import MakeWorld
 
 

@@ -11,9 +11,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from bot.demo import APPROVERS
 from bot.microsoft.certificates import CertificateError, msal_credential
-from bot.simulator.tls import create_client_certificate
+from bot.world import APPROVERS
+from simulator.tls import create_client_certificate
 from tests.conftest import MakeWorld
 
 

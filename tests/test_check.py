@@ -7,8 +7,8 @@ import os
 import subprocess
 import sys
 
-from bot.demo import World
-from bot.simulator.graph_data import DEFAULT_APP_ROLES
+from bot.world import World
+from simulator.microsoft.graph_data import DEFAULT_APP_ROLES
 from tests.conftest import MakeWorld
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bot.demo import APPROVERS, World
-from bot.simulator.microsoft import RequestRecord
+from bot.world import APPROVERS, World
+from simulator.microsoft.server import RequestRecord
 from statemachine.closure import STEPS
 
 

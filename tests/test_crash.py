@@ -36,7 +36,7 @@ from typing import Any
 
 import pytest
 
-from bot.demo import APPROVERS, World
+from bot.world import APPROVERS, World
 from statemachine.closure import STEPS
 from tests import crashkit
 from tests.conftest import MakeWorld

@@ -8,8 +8,8 @@ from collections import Counter
 
 import pytest
 
-from bot.demo import World
-from bot.simulator.slack import SimMessage
+from bot.world import World
+from simulator.slack.server import SimMessage
 from tests.conftest import MakeWorld
 
 

@@ -18,8 +18,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from bot.demo import ADMIN, APPROVERS, CHANNEL, OUTSIDER, World
-from bot.simulator.slack import EventResult, SimMessage, SlashResult
+from bot.world import ADMIN, APPROVERS, CHANNEL, OUTSIDER, World
+from simulator.slack.server import EventResult, SimMessage, SlashResult
 from tests.conftest import MakeWorld
 from tests.test_security import graph_writes, table
 

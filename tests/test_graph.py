@@ -14,7 +14,7 @@ import pytest
 from bot.config import TenantSettings
 from bot.microsoft.graph import BatchRequest, Graph, GraphError
 from bot.microsoft.tokens import MsalTokens, TokenError
-from bot.simulator.microsoft import MicrosoftSimulator, SimTenant
+from simulator.microsoft.server import MicrosoftSimulator, SimTenant
 
 
 @dataclass

@@ -6,10 +6,10 @@ from typing import Any
 
 from bot.blocks import slack_date
 from bot.commands import USAGE
-from bot.demo import APPROVERS, World
 from bot.home import MAX_VIEW_BLOCKS, HomeClosure, home_view, publish_home
-from bot.simulator.slack_blocks import check_view
-from bot.simulator.slack_shapes import permalink
+from bot.world import APPROVERS, World
+from simulator.slack.blocks import check_view
+from simulator.slack.shapes import permalink
 from tests.conftest import MakeWorld
 
 NOW = 1_700_000_000.0

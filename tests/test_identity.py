@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.demo import ADMIN, APPROVERS, World
+from bot.world import ADMIN, APPROVERS, World
 from storage import identities
 from tests.conftest import MakeWorld
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.demo import APPROVERS, World
-from bot.simulator.graph_seed import _user
-from bot.simulator.slack import render_message
+from bot.world import APPROVERS, World
+from simulator.microsoft.graph_seed import _user
+from simulator.slack.server import render_message
 from storage import audit
 from tests.conftest import MakeWorld
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.demo import ADMIN, APPROVERS, OUTSIDER, World
+from bot.world import ADMIN, APPROVERS, OUTSIDER, World
 from storage import closures as closures_db
 
 

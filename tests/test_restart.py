@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from bot.demo import APPROVERS
+from bot.world import APPROVERS
 from tests.conftest import MakeWorld
 
 

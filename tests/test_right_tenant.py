@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.demo import APPROVERS, World
+from bot.world import APPROVERS, World
 
 
 async def test_config_pointing_at_another_tenant_destroys_nothing(world: World) -> None:

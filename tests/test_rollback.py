@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.demo import APPROVERS, World
+from bot.world import APPROVERS, World
 from storage import audit
 from tests.conftest import MakeWorld
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from bot.demo import ADMIN, APPROVERS, CHANNEL, OUTSIDER, World
-from bot.simulator.slack import SimMessage, slack_signature
+from bot.world import ADMIN, APPROVERS, CHANNEL, OUTSIDER, World
+from simulator.slack.server import SimMessage, slack_signature
 from tests.conftest import MakeWorld
 
 JWT = re.compile(rb"eyJ[A-Za-z0-9_-]{10,}\.")

@@ -12,9 +12,9 @@ import msal
 import pytest
 import requests
 
-from bot.simulator.graph_data import GLOBAL_ADMINISTRATOR, MICROSOFT_TENANT_ID
-from bot.simulator.microsoft import MicrosoftSimulator, SimError, SimTenant
-from bot.simulator.tls import create_client_certificate
+from simulator.microsoft.graph_data import GLOBAL_ADMINISTRATOR, MICROSOFT_TENANT_ID
+from simulator.microsoft.server import MicrosoftSimulator, SimError, SimTenant
+from simulator.tls import create_client_certificate
 
 GA_FILTER = f"$filter=roleDefinitionId eq '{GLOBAL_ADMINISTRATOR}'&$expand=principal"
 

@@ -20,7 +20,7 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from bot.simulator.slack import (
+from simulator.slack.server import (
     DEFAULT_BOT_SCOPES,
     SimMessage,
     SimUser,

@@ -9,17 +9,17 @@ from pathlib import Path
 
 import aiohttp
 
-from bot.demo import APPROVERS, CHANNEL, World
 from bot.editbudget import EditBudget
-from bot.simulator.slack import SlackSimulator
-from bot.simulator.slack_limits import (
+from bot.world import APPROVERS, CHANNEL, World
+from simulator.slack.limits import (
     METHOD_TIERS,
     POST_BURST,
     SPECIAL_AS_TIER,
     TIER_PER_MINUTE,
     RateLimits,
 )
-from bot.simulator.slack_webapi import METHODS
+from simulator.slack.server import SlackSimulator
+from simulator.slack.webapi import METHODS
 from statemachine.closure import STEPS
 from storage.audit import trail
 from storage.db import open_db

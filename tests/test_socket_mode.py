@@ -18,8 +18,8 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.demo import APPROVERS, World
-from bot.simulator.slack import SimUser, SlackSimulator, render_message
+from bot.world import APPROVERS, World
+from simulator.slack.server import SimUser, SlackSimulator, render_message
 
 CHANNEL = "C0PROGRESS"
 ALICE = SimUser("U0ALICE", "alice", "alice@contoso.example")

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote
 
-from bot.simulator.graph_odata import (
+from simulator.microsoft.graph_odata import (
     JSON_TYPE,
     GraphError,
     GraphRequest,

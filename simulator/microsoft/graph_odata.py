@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
 
-from bot.simulator.graph_schema import PROPERTIES
+from simulator.microsoft.graph_schema import PROPERTIES
 
 JSON_TYPE = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false"
 MAX_PAGE = 999

@@ -22,9 +22,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from bot.simulator.azure import ARM_RESOURCES
-from bot.simulator.graph_data import SimTenant
-from bot.simulator.graph_odata import Caller, GraphError
+from simulator.microsoft.azure import ARM_RESOURCES
+from simulator.microsoft.graph_data import SimTenant
+from simulator.microsoft.graph_odata import Caller, GraphError
 
 GRAPH_RESOURCES = ("https://graph.microsoft.com", "00000003-0000-0000-c000-000000000000")
 _ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"

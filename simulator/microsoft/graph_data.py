@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from bot.simulator.azure import AzureEstate
+from simulator.microsoft.azure import AzureEstate
 
 MICROSOFT_TENANT_ID = "f8cdef31-a31e-4b4a-93e4-5f571e91255a"
 GLOBAL_ADMINISTRATOR = "62e90394-69f5-4237-9190-012177145e10"
@@ -121,7 +121,7 @@ class SimTenant:
         self.applications: dict[str, dict[str, Any]] = {}
         self.service_principals: dict[str, dict[str, Any]] = {}
         self.domains: list[dict[str, Any]] = []
-        from bot.simulator.graph_seed import seed_tenant  # it builds on this module
+        from simulator.microsoft.graph_seed import seed_tenant  # it builds on this module
 
         seed_tenant(
             self,

@@ -6,10 +6,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bot.simulator import graph_directory as directory
-from bot.simulator import graph_settings as settings
-from bot.simulator.graph_data import SimTenant
-from bot.simulator.graph_odata import Caller, GraphError, GraphRequest, GraphResponse, bad_request
+from simulator.microsoft import graph_directory as directory
+from simulator.microsoft import graph_settings as settings
+from simulator.microsoft.graph_data import SimTenant
+from simulator.microsoft.graph_odata import (
+    Caller,
+    GraphError,
+    GraphRequest,
+    GraphResponse,
+    bad_request,
+)
 
 Handler = Callable[[SimTenant, Caller, GraphRequest], GraphResponse]
 _BOTH, _BETA = frozenset({"v1.0", "beta"}), frozenset({"beta"})

@@ -14,13 +14,13 @@ from types import TracebackType
 import aiohttp
 from aiohttp import web
 
-from bot.simulator.slack_blocks import Invalid
-from bot.simulator.slack_delivery import Delivery, EventResult, SlashResult, slack_signature
-from bot.simulator.slack_limits import RateLimits
-from bot.simulator.slack_render import render_channel, render_message
-from bot.simulator.slack_socket import APP_TOKEN_SCOPES, SocketModeServer
-from bot.simulator.slack_state import JSON, SimMessage, SimUser
-from bot.simulator.slack_webapi import DEFAULT_BOT_SCOPES, METHODS, call
+from simulator.slack.blocks import Invalid
+from simulator.slack.delivery import Delivery, EventResult, SlashResult, slack_signature
+from simulator.slack.limits import RateLimits
+from simulator.slack.render import render_channel, render_message
+from simulator.slack.socket_mode import APP_TOKEN_SCOPES, SocketModeServer
+from simulator.slack.state import JSON, SimMessage, SimUser
+from simulator.slack.webapi import DEFAULT_BOT_SCOPES, METHODS, call
 
 __all__ = [
     "DEFAULT_BOT_SCOPES",

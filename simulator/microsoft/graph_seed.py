@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-from bot.simulator.graph_data import (
+from simulator.microsoft.graph_data import (
     GLOBAL_ADMINISTRATOR,
     MICROSOFT_TENANT_ID,
     ROLE_IDS,
@@ -16,7 +16,7 @@ from bot.simulator.graph_data import (
 )
 
 if TYPE_CHECKING:
-    from bot.simulator.graph_data import SimTenant
+    from simulator.microsoft.graph_data import SimTenant
 
 _FIRST = "Adele Alex Bianca Chen Diego Emma Farid Grace Hiro Isla Jonas Kemi Lena Mateo Nora Omar"
 _LAST = "Vance Wilber Ruiz Okafor Lindqvist Tanaka Novak Haddad Moreau Silva Kowalski Brennan"

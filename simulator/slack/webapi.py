@@ -10,15 +10,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bot.simulator.slack_blocks import (
+from simulator.slack.blocks import (
     Invalid,
     check_blocks,
     check_metadata,
     check_view,
     parse_json_arg,
 )
-from bot.simulator.slack_shapes import channel_json, message_json, permalink, user_json
-from bot.simulator.slack_state import JSON, SimMessage, Workspace
+from simulator.slack.shapes import channel_json, message_json, permalink, user_json
+from simulator.slack.state import JSON, SimMessage, Workspace
 
 MAX_POST_TEXT = 40_000  # Slack truncates beyond this; the simulator refuses (msg_too_long)
 MAX_UPDATE_TEXT = 4_000  # chat.update's documented msg_too_long limit

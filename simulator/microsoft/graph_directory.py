@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.simulator.graph_data import (
+from simulator.microsoft.graph_data import (
     GLOBAL_ADMINISTRATOR,
     MICROSOFT_TENANT_ID,
     ROLE_IDS,
     SimTenant,
 )
-from bot.simulator.graph_odata import (
+from simulator.microsoft.graph_odata import (
     Caller,
     GraphRequest,
     GraphResponse,
@@ -28,7 +28,7 @@ from bot.simulator.graph_odata import (
     require,
     selection,
 )
-from bot.simulator.graph_schema import USER_DEFAULT_SELECT
+from simulator.microsoft.graph_schema import USER_DEFAULT_SELECT
 
 _READ_DIRECTORY = ("Directory.Read.All", "Directory.ReadWrite.All")
 _USER_READ = ("User.Read.All", "User.ReadWrite.All", "User.DeleteRestore.All", *_READ_DIRECTORY)

@@ -17,12 +17,13 @@ from urllib.parse import parse_qsl, unquote
 
 from aiohttp import web
 
-from bot.simulator import graph_api
-from bot.simulator.azure import AzureEstate, partner_cancel
-from bot.simulator.azure import handle as azure_handle
-from bot.simulator.graph_batch import run_batch, validate_batch
-from bot.simulator.graph_data import DEFAULT_APP_ROLES, ROLE_IDS, SimError, SimTenant
-from bot.simulator.graph_odata import (
+from simulator.microsoft import graph_api
+from simulator.microsoft.authority import Authority, register_certificate
+from simulator.microsoft.azure import AzureEstate, partner_cancel
+from simulator.microsoft.azure import handle as azure_handle
+from simulator.microsoft.graph_batch import run_batch, validate_batch
+from simulator.microsoft.graph_data import DEFAULT_APP_ROLES, ROLE_IDS, SimError, SimTenant
+from simulator.microsoft.graph_odata import (
     JSON_TYPE,
     PAYLOAD_ERROR,
     Caller,
@@ -33,9 +34,8 @@ from bot.simulator.graph_odata import (
     error_response,
     parse_query,
 )
-from bot.simulator.graph_throttle import Faults, Throttler, WriteGate, fault_response
-from bot.simulator.microsoft_authority import Authority, register_certificate
-from bot.simulator.tls import create_server_tls
+from simulator.microsoft.graph_throttle import Faults, Throttler, WriteGate, fault_response
+from simulator.tls import create_server_tls
 
 __all__ = ["Faults", "MicrosoftSimulator", "RequestRecord", "SimError", "SimTenant"]
 

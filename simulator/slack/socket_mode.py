@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from bot.simulator.slack_state import JSON
+from simulator.slack.state import JSON
 
 APP_TOKEN_PREFIX = "xapp-"
 APP_TOKEN_SCOPES = frozenset({"connections:write"})

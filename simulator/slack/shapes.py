@@ -4,7 +4,7 @@ Web API returns them.
 
 from __future__ import annotations
 
-from bot.simulator.slack_state import JSON, SimMessage, SimUser, Workspace
+from simulator.slack.state import JSON, SimMessage, SimUser, Workspace
 
 
 def message_json(ws: Workspace, msg: SimMessage, *, metadata: bool) -> JSON:

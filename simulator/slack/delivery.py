@@ -18,9 +18,9 @@ from urllib.parse import urlencode
 import aiohttp
 from aiohttp import web
 
-from bot.simulator.slack_blocks import Invalid, check_blocks, check_metadata
-from bot.simulator.slack_socket import APP_TOKEN_PREFIX, SocketModeServer
-from bot.simulator.slack_state import JSON, SimUser, Workspace
+from simulator.slack.blocks import Invalid, check_blocks, check_metadata
+from simulator.slack.socket_mode import APP_TOKEN_PREFIX, SocketModeServer
+from simulator.slack.state import JSON, SimUser, Workspace
 
 RESPONSE_URL_USES = 5  # Slack allows five responses per response_url ...
 RESPONSE_URL_TTL = 30 * 60  # ... within thirty minutes

@@ -10,9 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from bot.simulator.graph_api import is_conditional_access, resource_units
-from bot.simulator.graph_data import SimTenant
-from bot.simulator.graph_odata import GraphRequest, GraphResponse, error_body
+from simulator.microsoft.graph_api import is_conditional_access, resource_units
+from simulator.microsoft.graph_data import SimTenant
+from simulator.microsoft.graph_odata import GraphRequest, GraphResponse, error_body
 
 WRITE_LIMIT, WRITE_WINDOW = 3000, 150.0
 READ_WINDOW = 10.0

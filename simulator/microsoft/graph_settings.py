@@ -7,9 +7,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from bot.simulator.graph_data import SimTenant, iso
-from bot.simulator.graph_directory import user_or_404
-from bot.simulator.graph_odata import (
+from simulator.microsoft.graph_data import SimTenant, iso
+from simulator.microsoft.graph_directory import user_or_404
+from simulator.microsoft.graph_odata import (
     Caller,
     GraphRequest,
     GraphResponse,

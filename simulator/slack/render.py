@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 from itertools import zip_longest
 from typing import TYPE_CHECKING, Any
 
-from bot.simulator.slack_state import JSON, SimMessage
+from simulator.slack.state import JSON, SimMessage
 
 if TYPE_CHECKING:
-    from bot.simulator.slack_state import Workspace
+    from simulator.slack.state import Workspace
 
 EMOJI = {
     "white_check_mark": "✅", "heavy_check_mark": "✔️", "ballot_box_with_check": "☑️",

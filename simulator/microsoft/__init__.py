@@ -1,0 +1,2 @@
+"""The simulated Microsoft cloud: Entra authority (MSAL over TLS), Graph, Azure Resource
+Manager and Partner Center."""
