@@ -105,7 +105,7 @@ class States:
             rows = open_closures(self._db)
         except sqlite3.OperationalError:  # not created yet, or busy: the next sample
             return
-        self.states = {str(r["tenant"]): str(r["state"]) for r in rows}
+        self.states = {r.tenant: r.state for r in rows}
         running = {t for t, s in self.states.items() if s == EXECUTING}
         self.executing = len(running)
         self.reached = {t for t, s in self.states.items() if s not in BEFORE}

@@ -1,6 +1,6 @@
 """Benchmark 1: delete and purge 20,000 users under Microsoft's write budget, compressed 100x.
 
-The real `steps.execute_delete_users` and `steps.execute_delete_directory` (its purge part)
+The real step 1 (`delete_users.STEP.execute`) and step 5's purge (`delete_directory.STEP.execute`)
 run through a real `Graph` + `MsalTokens` over TLS against the simulator in its own process.
 Microsoft's budgets are compressed 100x in time: 3,000 writes per 1.5 s (2,000 writes/s) instead
 of per 150 s, resource units per 0.1 s instead of per 10 s; the bot's WritePacer is given the
@@ -29,9 +29,11 @@ import aiohttp
 
 from benchmarks.common import ADMIN, CHANNEL, Row, SimProcess, Stopwatch, say, sim_process
 from benchmarks.common import tenant_settings as settings_for
-from bot.microsoft import steps
 from bot.microsoft.graph import Graph
 from bot.microsoft.pacing import WritePacer
+from bot.microsoft.steps import delete_directory, delete_users
+from bot.microsoft.steps.base import Progress, StepContext
+from bot.microsoft.tenant import Tenant, organization
 from bot.microsoft.tokens import MsalTokens
 from statemachine.plan import Plan
 from storage import closures as closures_db
@@ -65,7 +67,7 @@ def _count(stats: dict[str, Any], method: str, where: str) -> tuple[int, int]:
 
 def _tenant(
     session: aiohttp.ClientSession, sim: SimProcess, name: str, pacer: WritePacer
-) -> tuple[steps.Tenant, MsalTokens]:
+) -> tuple[Tenant, MsalTokens]:
     settings = settings_for(sim.info, next(t for t in sim.tenants if t["name"] == name))
     tokens = MsalTokens(settings, ca_bundle=sim.info["ca_file"])
     graph = Graph(
@@ -75,7 +77,7 @@ def _tenant(
         ssl_context=ssl.create_default_context(cafile=sim.info["ca_file"]),
         pacer=pacer,
     )
-    return steps.Tenant(settings, graph), tokens
+    return Tenant(settings, graph), tokens
 
 
 async def _bot(
@@ -95,7 +97,7 @@ async def _bot(
         at=time.time(),
     )
 
-    def progress_for(step: str) -> steps.Progress:
+    def progress_for(step: str) -> Progress:
         async def progress(done: int, total: int) -> None:  # what the runner does per batch
             closures_db.get_closure(db, "bench")
             closures_db.update_step(db, "bench", step, done=done, total=total)
@@ -103,15 +105,16 @@ async def _bot(
         return progress
 
     try:
-        org = await steps.organization(tenant)
+        org = await organization(tenant)
+        context = StepContext(tenant, session, None, org=org)
         watch = Stopwatch()
-        plan = await steps.plan_delete_users(tenant, org)
+        plan = await delete_users.STEP.plan(context)
         plan_users_s = watch()
         await sim.reset()
         graph = tenant.graph
         throttled0 = graph.throttled
         watch = Stopwatch()
-        await steps.execute_delete_users(tenant, plan, progress_for("delete_users"), 0)
+        await delete_users.STEP.execute(context, plan, progress_for("delete_users"), 0)
         delete_s = watch()
         delete_stats = await sim.stats()
         say(
@@ -119,15 +122,15 @@ async def _bot(
             f" {delete_s:.2f}s ({len(plan.items) / delete_s:,.0f} writes/s)"
         )
         watch = Stopwatch()
-        directory = await steps.plan_delete_directory(tenant, org)
+        directory = await delete_directory.STEP.plan(context)
         list_deleted_s = watch()
         purge_plan = Plan(
             "delete_directory", tenant.tenant_id, tuple(directory.of_kind("deleted_user"))
         )
         await sim.reset()
         watch = Stopwatch()
-        await steps.execute_delete_directory(
-            tenant, purge_plan, progress_for("delete_directory"), 0
+        await delete_directory.STEP.execute(
+            context, purge_plan, progress_for("delete_directory"), 0
         )
         purge_s = watch()
         purge_stats = await sim.stats()

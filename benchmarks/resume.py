@@ -171,14 +171,12 @@ def seed(db_path: Path, slack: SlackSimulator, tenants: list[dict[str, Any]], ou
                 status_ts=status.ts,
                 failed_phase="executing" if phase == "failed" else None,
                 reason="Directory synchronization is on." if phase == "blocked" else None,
-                extra={"display_name": tenant["name"].capitalize() + " Ltd"},
+                display_name=tenant["name"].capitalize() + " Ltd",
             )
             if shown is not None:  # the status message shows this state: nothing to refresh
                 shown(db, cid, state)
             plan = Plan(step, tenant["tenant_id"], _users(tenant) if step == "delete_users" else ())
-            plan_id = closures_db.save_plan(
-                db, closure_id=cid, step=step, plan_hash=plan.hash, content=plan.as_dict(), at=now
-            )
+            plan_id = closures_db.save_plan(db, closure_id=cid, plan=plan, at=now)
             audit.append(
                 db,
                 tenant=tenant["name"],

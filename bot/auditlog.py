@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime
 import io
 import json
 from collections.abc import Sequence
 from typing import Any
+
+from storage.audit import AuditRow
 
 FIELDS = [
     "id",
@@ -28,16 +31,18 @@ def _time(epoch: float) -> str:
     return datetime.datetime.fromtimestamp(epoch, datetime.UTC).isoformat(timespec="milliseconds")
 
 
-def as_json(rows: Sequence[dict[str, Any]]) -> str:
-    return json.dumps([{**r, "time": _time(r["at"])} for r in rows], indent=2, sort_keys=True)
+def _fields(row: AuditRow) -> dict[str, Any]:
+    return {**dataclasses.asdict(row), "detail": dict(row.detail), "time": _time(row.at)}
 
 
-def as_csv(rows: Sequence[dict[str, Any]]) -> str:
+def as_json(rows: Sequence[AuditRow]) -> str:
+    return json.dumps([_fields(r) for r in rows], indent=2, sort_keys=True)
+
+
+def as_csv(rows: Sequence[AuditRow]) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=FIELDS, extrasaction="ignore")
     writer.writeheader()
     for row in rows:
-        writer.writerow(
-            {**row, "time": _time(row["at"]), "detail": json.dumps(row["detail"], sort_keys=True)}
-        )
+        writer.writerow({**_fields(row), "detail": json.dumps(dict(row.detail), sort_keys=True)})
     return out.getvalue()

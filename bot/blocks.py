@@ -7,8 +7,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from statemachine.closure import ROLLBACK, STEP_TITLES, STEPS, split_state
+from statemachine import steps
+from statemachine.closure import split_state
 from statemachine.plan import Plan
+from statemachine.steps import ROLLBACK
 
 Block = dict[str, Any]
 SAMPLE = 10
@@ -38,14 +40,6 @@ KIND_LABEL = {
     "restore_ca_policy": "conditional access policies to put back to their recorded state",
     "restore_per_user_mfa": "per-user MFA settings to put back",
     "reactivate_subscription": "cancelled subscriptions to reactivate (checklist follows)",
-}
-VERB = {
-    "delete_users": "will be deleted (soft delete: restorable for 30 days until step 5)",
-    "cancel_subscriptions": "must be cancelled (checklist follows after approval)",
-    "delete_disabled_subscriptions": "must be deleted (checklist follows after approval)",
-    "disable_mfa": "will be turned off",
-    "delete_directory": "will be removed for good",
-    ROLLBACK: "will be restored",
 }
 
 
@@ -128,9 +122,10 @@ def status_blocks(view: StatusView) -> list[Block]:
     ]
     lines = []
     closed = current is None and phase == "closed"
-    index = STEPS.index(current) if current in STEPS else len(STEPS)
+    names = steps.names()
+    index = names.index(current) if current in names else len(names)
     undone = current == ROLLBACK or phase in ("rolled_back", "aborted")
-    for n, step in enumerate(STEPS, start=1):
+    for n, step in enumerate(names, start=1):
         approved = view.approvals.get(step)
         if step == current:
             mark = {
@@ -153,11 +148,11 @@ def status_blocks(view: StatusView) -> list[Block]:
         extra = f" · approved by {mentions(approved)}" if approved else ""
         if step == current and view.progress and phase == "executing":
             extra += f" · {view.progress.line()}"
-        lines.append(f"{mark} {n}. {STEP_TITLES[step]} — {label}{extra}")
+        lines.append(f"{mark} {n}. {steps.info(step).title} — {label}{extra}")
     if current == ROLLBACK or phase == "rolled_back":
         label = "done" if phase == "rolled_back" else PHASE_LABEL.get(phase, phase)
         extra = f" · {view.progress.line()}" if view.progress and phase == "executing" else ""
-        lines.append(f":leftwards_arrow_with_hook: {STEP_TITLES[ROLLBACK]} — {label}{extra}")
+        lines.append(f":leftwards_arrow_with_hook: {steps.info(ROLLBACK).title} — {label}{extra}")
     blocks.append(_text("\n".join(lines)))
     if view.note:
         blocks.append(_context(view.note))
@@ -176,12 +171,13 @@ def status_blocks(view: StatusView) -> list[Block]:
 def _step_title(step: str) -> str:
     if step == ROLLBACK:
         return "the rollback"
-    return f"step {STEPS.index(step) + 1}/5"
+    return f"step {steps.number(step)}/{len(steps.names())}"
 
 
 def approval_text(plan: Plan) -> str:
     return (
-        f"Approval needed for {_step_title(plan.step)}, {STEP_TITLES[plan.step]}: {plan.hash[:12]}"
+        f"Approval needed for {_step_title(plan.step)}, {steps.info(plan.step).title}:"
+        f" {plan.hash[:12]}"
     )
 
 
@@ -201,7 +197,7 @@ def approval_blocks(
             "type": "header",
             "text": {
                 "type": "plain_text",
-                "text": f"Approve {_step_title(plan.step)}: {STEP_TITLES[plan.step]}"[:150],
+                "text": f"Approve {_step_title(plan.step)}: {steps.info(plan.step).title}"[:150],
             },
         },
         _text(
@@ -219,7 +215,9 @@ def approval_blocks(
             + (f" ({n - guests:,} members, {guests:,} guests)" if kind == "user" else "")
             for kind, n in sorted(counts.items())
         )
-        verb = "will be turned off first" if "disable_sync" in counts else VERB[plan.step]
+        verb = (
+            "will be turned off first" if "disable_sync" in counts else steps.info(plan.step).verb
+        )
         blocks.append(_text(f"*What {verb}:*\n{summary}"))
         sample = [
             f"`{i.name or i.id}`" + (f" ({i.detail['userType']})" if "userType" in i.detail else "")
@@ -229,7 +227,7 @@ def approval_blocks(
         blocks.append(
             _context("Sample: " + ", ".join(sample) + (f" and {more:,} more" if more > 0 else ""))
         )
-    if plan.step == "delete_directory":
+    if not steps.info(plan.step).reversible:
         blocks.append(
             _text(
                 ":rotating_light: *Point of no return.* Approving this step makes the closure"

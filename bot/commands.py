@@ -6,7 +6,8 @@ import re
 from dataclasses import dataclass
 
 from bot.runner import Reply, Runner
-from statemachine.closure import STEP_TITLES, STEPS, split_state
+from statemachine import steps
+from statemachine.closure import split_state
 from storage import closures as closures_db
 
 USAGE = (
@@ -104,9 +105,10 @@ def _describe(state: str) -> str:
     step, phase = split_state(state)
     if step is None:
         return phase.replace("_", " ")
-    if step not in STEPS:
-        return f"{STEP_TITLES[step]}: {phase.replace('_', ' ')}"
-    return f"step {STEPS.index(step) + 1}/5 {STEP_TITLES[step]}: {phase.replace('_', ' ')}"
+    title = steps.info(step).title
+    if not steps.is_step(step):
+        return f"{title}: {phase.replace('_', ' ')}"
+    return f"step {steps.number(step)}/{len(steps.names())} {title}: {phase.replace('_', ' ')}"
 
 
 def list_text(runner: Runner) -> str:
@@ -114,8 +116,7 @@ def list_text(runner: Runner) -> str:
     if not rows:
         return "No open closures."
     return "Open closures:\n" + "\n".join(
-        f"• *{r['tenant']}* (`{r['tenant_id']}`): `{r['state']}` — {_describe(r['state'])}"
-        for r in rows
+        f"• *{r.tenant}* (`{r.tenant_id}`): `{r.state}` — {_describe(r.state)}" for r in rows
     )
 
 
@@ -125,7 +126,7 @@ def status_text(runner: Runner, tenant_name: str | None) -> str:
         lines = []
         for name in names:
             row = closures_db.latest_closure_for(runner.db, name)
-            lines.append(f"• *{name}*: " + (f"`{row['state']}`" if row else "never closed"))
+            lines.append(f"• *{name}*: " + (f"`{row.state}`" if row else "never closed"))
         return "Tenants:\n" + "\n".join(lines)
     tenant = runner.settings.tenant(tenant_name)
     if tenant is None:
@@ -133,7 +134,7 @@ def status_text(runner: Runner, tenant_name: str | None) -> str:
     row = closures_db.latest_closure_for(runner.db, tenant.name)
     if row is None:
         return f"{tenant.name}: no closure yet."
-    text = f"*{tenant.name}* (`{tenant.tenant_id}`): `{row['state']}` — {_describe(row['state'])}"
-    if row["reason"]:
-        text += f"\n{row['reason']}"
+    text = f"*{tenant.name}* (`{tenant.tenant_id}`): `{row.state}` — {_describe(row.state)}"
+    if row.reason:
+        text += f"\n{row.reason}"
     return text

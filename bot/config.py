@@ -18,15 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bot.microsoft.clouds import CLOUDS
-
-QUORUM_STEPS = (
-    "delete_users",
-    "cancel_subscriptions",
-    "delete_disabled_subscriptions",
-    "disable_mfa",
-    "delete_directory",
-    "rollback",
-)
+from statemachine import steps
 
 
 class ConfigError(Exception):
@@ -129,9 +121,11 @@ class TenantSettings:
 
     def quorum_for(self, step: str) -> int:
         """Approvals needed for `step` (a step name or 'rollback')."""
-        if step not in QUORUM_STEPS:
-            raise ValueError(f"unknown step {step!r}")
-        return self.quorum_by_step.get(step, self.quorum)
+        try:
+            key = steps.info(step).key
+        except KeyError:
+            raise ValueError(f"unknown step {step!r}") from None
+        return self.quorum_by_step.get(key, self.quorum)
 
 
 @dataclass(frozen=True)
@@ -329,9 +323,9 @@ def _tenant(table: _Table, base: Path, environ: Mapping[str, str]) -> TenantSett
     quorum = table.integer("quorum")
     if not 1 <= quorum <= len(approvers):
         raise table.error("quorum", f"must be between 1 and {len(approvers)} (the approvers)")
-    by_step = table.table("quorum_by_step", known=QUORUM_STEPS)
+    by_step = table.table("quorum_by_step", known=steps.quorum_keys())
     step_quorums: dict[str, int] = {}
-    for step in QUORUM_STEPS:
+    for step in steps.quorum_keys():
         value = by_step.optional_integer(step)
         if value is not None and not 1 <= value <= len(approvers):
             raise by_step.error(step, f"must be between 1 and {len(approvers)} (the approvers)")

@@ -9,7 +9,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Settings
-from bot.microsoft import steps as ms
+from bot.microsoft import tenant as ms
 from bot.microsoft.graph import GraphError
 from bot.microsoft.tokens import TokenError, jwt_claims
 

@@ -23,10 +23,12 @@ from slack_sdk.errors import SlackClientError
 from bot.blocks import PHASE_LABEL, Block, Progress, _duration, mentions, slack_date
 from bot.commands import USAGE
 from statemachine import approvals as rules
-from statemachine.closure import FINAL_STATES, ROLLBACK, STEP_TITLES, STEPS, split_state
+from statemachine import steps
+from statemachine.closure import FINAL_STATES, split_state
+from statemachine.steps import ROLLBACK
 from storage import approvals as requests_db
 from storage import closures as closures_db
-from storage.closures import Row
+from storage.closures import ClosureRow
 
 if TYPE_CHECKING:
     from bot.runner import Runner
@@ -139,16 +141,16 @@ def state_words(state: str) -> str:
         return FINAL_LABEL.get(phase, phase.replace("_", " "))
     label = PHASE_LABEL.get(phase, phase.replace("_", " "))
     if step == ROLLBACK:
-        return f"rollback, {STEP_TITLES[ROLLBACK]}: {label}"
-    if step in STEPS:
-        return f"step {STEPS.index(step) + 1}/5, {STEP_TITLES[step]}: {label}"
+        return f"rollback, {steps.info(ROLLBACK).title}: {label}"
+    if steps.is_step(step):
+        return f"step {steps.number(step)}/{len(steps.names())}, {steps.info(step).title}: {label}"
     return f"{step}: {label}"
 
 
 def _approved_line(approvals: Mapping[str, Sequence[str]]) -> str | None:
     parts = [
         f"{'rollback' if step == ROLLBACK else f'step {n}'} by {mentions(who)}"
-        for n, step in enumerate((*STEPS, ROLLBACK), start=1)
+        for n, step in enumerate((*steps.names(), ROLLBACK), start=1)
         if (who := approvals.get(step))
     ]
     return "*Approved:* " + " · ".join(parts) if parts else None
@@ -305,31 +307,31 @@ async def permalink(runner: Runner, channel: str, ts: str) -> str | None:
     return link
 
 
-async def _eligible(runner: Runner, row: Row) -> tuple[str, ...]:
-    tenant = runner.settings.tenant(row["tenant"])
+async def _eligible(runner: Runner, row: ClosureRow) -> tuple[str, ...]:
+    tenant = runner.settings.tenant(row.tenant)
     if tenant is None:
         return ()
     try:
         active = await runner.directory.active_ids(tenant.approvers)
     except (SlackClientError, aiohttp.ClientError, TimeoutError) as exc:
-        log.warning("cannot check approvers' accounts for %s: %s", row["tenant"], exc)
+        log.warning("cannot check approvers' accounts for %s: %s", row.tenant, exc)
         active = runner.directory.ids(tenant.approvers)
-    return rules.eligible_approvers(active, runner.requester_of(row))
+    return rules.eligible_approvers(active, runner.requesters_of(row))
 
 
-async def home_closure(runner: Runner, row: Row, *, detailed: bool = True) -> HomeClosure:
+async def home_closure(runner: Runner, row: ClosureRow, *, detailed: bool = True) -> HomeClosure:
     """A closure row as the Home tab shows it; without detail, only what sorting needs."""
-    step, phase = split_state(row["state"])
+    step, phase = split_state(row.state)
     base = HomeClosure(
-        closure_id=row["id"],
-        tenant=row["tenant"],
-        tenant_id=row["tenant_id"],
-        state=row["state"],
+        closure_id=row.id,
+        tenant=row.tenant,
+        tenant_id=row.tenant_id,
+        state=row.state,
         requester=runner.requester_of(row),
-        created_at=float(row["created_at"]),
-        updated_at=float(row["updated_at"]),
-        display_name=(row["extra"] or {}).get("display_name"),
-        reason=row["reason"] if phase in ("blocked", "failed", "rejected", "aborted") else None,
+        created_at=float(row.created_at),
+        updated_at=float(row.updated_at),
+        display_name=row.display_name,
+        reason=row.reason if phase in ("blocked", "failed", "rejected", "aborted") else None,
     )
     if not detailed:
         return base
@@ -339,18 +341,16 @@ async def home_closure(runner: Runner, row: Row, *, detailed: bool = True) -> Ho
     quorum: int | None = None
     expires_at: float | None = None
     if step is not None and phase == "awaiting_approval":
-        req = requests_db.open_request(runner.db, row["id"], step)
+        req = requests_db.open_request(runner.db, row.id, step)
         if req is not None:
             votes = [
-                v["approver"]
-                for v in requests_db.votes_for(runner.db, req["id"])
-                if v["kind"] == "approve"
+                v.approver for v in requests_db.votes_for(runner.db, req.id) if v.kind == "approve"
             ]
             needed = tuple(u for u in await _eligible(runner, row) if u not in votes)
-            quorum, expires_at = int(req["quorum"]), float(req["expires_at"])
+            quorum, expires_at = int(req.quorum), float(req.expires_at)
     link = None
-    if row["status_ts"]:
-        link = await permalink(runner, row["channel"], row["status_ts"])
+    if row.status_ts:
+        link = await permalink(runner, row.channel, row.status_ts)
     return replace(
         base,
         approvals=view.approvals,
@@ -369,13 +369,13 @@ async def build_home(runner: Runner, user_id: str) -> dict[str, Any]:
     rows = closures_db.all_closures(runner.db)
     open_, done, _, _ = _pick(
         rows,
-        finished=lambda r: r["state"] in FINAL_STATES,
-        created=lambda r: float(r["created_at"]),
-        updated=lambda r: float(r["updated_at"]),
+        finished=lambda r: r.state in FINAL_STATES,
+        created=lambda r: float(r.created_at),
+        updated=lambda r: float(r.updated_at),
     )
-    shown = {r["id"] for r in (*open_, *done)}
+    shown = {r.id for r in (*open_, *done)}
     closures = await asyncio.gather(
-        *(home_closure(runner, row, detailed=row["id"] in shown) for row in rows)
+        *(home_closure(runner, row, detailed=row.id in shown) for row in rows)
     )
     return home_view(closures, now=runner.clock(), viewer=user_id or None)
 

@@ -24,7 +24,7 @@ from bot import blocks
 from bot.config import Settings
 from bot.editbudget import EditBudget
 from bot.identity import Directory
-from bot.microsoft import steps as ms
+from bot.microsoft import tenant as ms
 from bot.microsoft.graph import GraphError
 from bot.microsoft.tokens import TokenError
 from bot.people import People, Reply
@@ -84,7 +84,7 @@ class Runner(People):
         rows = closures_db.open_closures(self.db)
         # Finished closures whose last posts or status edit a crash cut short get them now.
         for row in [*rows, *closures_db.needing_slack(self.db)]:
-            self.spawn(row["id"])
+            self.spawn(row.id)
         return len(rows)
 
     @contextlib.contextmanager
@@ -131,11 +131,11 @@ class Runner(People):
             try:
                 # First what a crash left unsent: the status message and queued thread posts.
                 await self.flush(closure_id)
-                if row["status_ts"] is None or row["status_state"] != row["state"]:
+                if row.status_ts is None or row.status_state != row.state:
                     await self.refresh_status(closure_id)
-                if is_final(row["state"]):
+                if is_final(row.state):
                     fresh = closures_db.get_closure(self.db, closure_id)
-                    if fresh is None or is_final(fresh["state"]):
+                    if fresh is None or is_final(fresh.state):
                         return
                     continue  # moved on meanwhile (a rollback after an abort): drive it
                 delay = await self._phase(row)

@@ -36,7 +36,7 @@ from bot.microsoft.azure import Arm
 from bot.microsoft.graph import Graph
 from bot.microsoft.pacing import WritePacer
 from bot.microsoft.partner import PartnerCenter
-from bot.microsoft.steps import Tenant
+from bot.microsoft.tenant import Tenant
 from bot.microsoft.tokens import MsalTokens
 from bot.runner import Runner
 from storage.db import open_db

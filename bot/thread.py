@@ -18,20 +18,19 @@ from bot import blocks
 from bot.config import Settings, TenantSettings
 from bot.editbudget import EditBudget
 from bot.identity import Directory
-from bot.microsoft import steps as ms
+from bot.microsoft import tenant as ms
+from bot.microsoft.steps import implementation
 from statemachine import approvals as rules
-from statemachine.closure import (
-    ROLLBACK,
-    STEP_TITLES,
-    STEPS,
-    split_state,
-)
+from statemachine import steps
+from statemachine.closure import split_state
 from statemachine.plan import Plan
+from statemachine.steps import ROLLBACK
 from storage import approvals as requests_db
 from storage import audit, outbox
 from storage import closures as closures_db
 from storage import slack as slack_db
-from storage.closures import Row
+from storage.approvals import RequestRow
+from storage.closures import ClosureRow
 
 log = logging.getLogger("close_account_bot.thread")
 
@@ -97,38 +96,38 @@ class ClosureOutput:
         """How long to wait before trying again after an error that changed nothing."""
         return min(self.settings.timing.poll_interval, 30.0)
 
-    def tenant_of(self, row: Row) -> ms.Tenant:
-        return self.tenants[row["tenant"]]
+    def tenant_of(self, row: ClosureRow) -> ms.Tenant:
+        return self.tenants[row.tenant]
 
-    def settings_of(self, row: Row) -> TenantSettings:
-        return self.tenants[row["tenant"]].settings
+    def settings_of(self, row: ClosureRow) -> TenantSettings:
+        return self.tenants[row.tenant].settings
 
-    def requester_of(self, row: Row) -> str:
+    def requester_of(self, row: ClosureRow) -> str:
         """Who asked for what is being approved now: the closure, or its rollback."""
-        if split_state(row["state"])[0] == ROLLBACK:
-            return str(row["extra"].get("rollback_requester") or row["requester"])
-        return str(row["requester"])
+        return self.requesters_of(row)[-1]
 
-    def approver_ids(self, row: Row) -> tuple[str, ...]:
-        """The tenant's approvers as user IDs; during a rollback the closure's own requester
-        is left out too (rule 1: the requester of a closure never counts)."""
-        ids = self.directory.ids(self.settings_of(row).approvers)
-        if split_state(row["state"])[0] == ROLLBACK:
-            ids = tuple(i for i in ids if i != row["requester"])
-        return ids
+    def requesters_of(self, row: ClosureRow) -> tuple[str, ...]:
+        """Everyone whose approval of what is being approved now does not count (rule 1)."""
+        in_rollback = split_state(row.state)[0] == ROLLBACK
+        action = row.rollback_requester if in_rollback else None
+        return rules.requesters(str(row.requester), action)
 
-    def rollback_possible(self, row: Row) -> bool | None:
-        """Whether `rollback` may still run: until step 5's approval starts the purge.
-        None where it is not worth saying (closed, rolled back, rolling back)."""
-        step, phase = split_state(row["state"])
-        if phase in ("closed", "rolled_back") or step == ROLLBACK:
-            return None
-        started = closures_db.get_step(self.db, row["id"], STEPS[-1])["started_at"]
-        return started is None
+    def approver_ids(self, row: ClosureRow) -> tuple[str, ...]:
+        """The tenant's approvers as user IDs."""
+        return self.directory.ids(self.settings_of(row).approvers)
+
+    def rollback_possible(self, row: ClosureRow) -> bool | None:
+        """Whether `rollback` may still run (None where it is not worth saying)."""
+        step, phase = split_state(row.state)
+        last_chance = steps.point_of_no_return()
+        started = last_chance is not None and (
+            closures_db.get_step(self.db, row.id, last_chance).started_at is not None
+        )
+        return rules.rollback_possible(step, phase, irreversible_started=started)
 
     def record(
         self,
-        row: Row,
+        row: ClosureRow,
         action: str,
         *,
         actor: str = "bot",
@@ -140,8 +139,8 @@ class ClosureOutput:
         """Append to the audit trail for this closure, now."""
         audit.append(
             self.db,
-            tenant=row["tenant"],
-            closure_id=row["id"],
+            tenant=row.tenant,
+            closure_id=row.id,
             at=self.clock(),
             actor=actor,
             action=action,
@@ -152,11 +151,11 @@ class ClosureOutput:
         )
 
     def _no(self, step: str | None) -> int:
-        return STEPS.index(step) + 1 if step in STEPS else 0
+        return steps.number(step) if step is not None and steps.is_step(step) else 0
 
     def _name(self, step: str | None) -> str:
         """'Step 2' for a step of the runbook, 'The rollback' for a rollback."""
-        return f"Step {self._no(step)}" if step in STEPS else "The rollback"
+        return f"Step {self._no(step)}" if steps.is_step(step) else "The rollback"
 
     def enqueue(self, closure_id: str, post: Post) -> int:
         """Queue a thread post; inside a transaction it commits with the state change."""
@@ -198,55 +197,54 @@ class ClosureOutput:
             row = closures_db.get_closure(self.db, closure_id)
             if row is None:
                 return
-            if row["status_ts"] is None:
+            if row.status_ts is None:
                 await self.refresh_status(closure_id)
                 row = closures_db.get_closure(self.db, closure_id)
                 assert row is not None
             for post in posts:
-                metadata = post["metadata"] or {
+                metadata = post.metadata or {
                     "event_type": "close_account_event",
-                    "event_payload": {"closure_id": closure_id, "post_id": post["id"]},
+                    "event_payload": {"closure_id": closure_id, "post_id": post.id},
                 }
                 ts = None
-                if post["sending_at"] is not None:
+                if post.sending_at is not None:
                     ts = await self._already_posted(row, metadata)
                 if ts is None:
-                    outbox.mark_sending(self.db, post["id"], self.clock())
+                    outbox.mark_sending(self.db, post.id, self.clock())
                     kwargs: dict[str, Any] = {
-                        "channel": row["channel"],
-                        "text": post["text"],
-                        "thread_ts": row["status_ts"],
+                        "channel": row.channel,
+                        "text": post.text,
+                        "thread_ts": row.status_ts,
                         "metadata": metadata,
                     }
-                    if post["blocks"] is not None:
-                        kwargs["blocks"] = post["blocks"]
+                    if post.blocks is not None:
+                        kwargs["blocks"] = post.blocks
                     resp = await self.client.chat_postMessage(**kwargs)
                     ts = str(resp["ts"])
                 with self.db.atomic():
-                    outbox.mark_sent(self.db, post["id"], ts)
+                    outbox.mark_sent(self.db, post.id, ts)
                     slack_db.record_message(
                         self.db,
                         closure_id=closure_id,
-                        step=post["step"],
-                        kind=post["kind"],
-                        channel=row["channel"],
+                        step=post.step,
+                        kind=post.kind,
+                        channel=row.channel,
                         ts=ts,
-                        thread_ts=row["status_ts"],
+                        thread_ts=row.status_ts,
                         at=self.clock(),
                     )
-                    if post["request_id"] is not None:
-                        requests_db.set_request_message(
-                            self.db, post["request_id"], row["channel"], ts
-                        )
+                    if post.request_id is not None:
+                        requests_db.set_request_message(self.db, post.request_id, row.channel, ts)
         await self.mark_requests(closure_id)
 
-    async def _already_posted(self, row: Row, metadata: dict[str, Any]) -> str | None:
+    async def _already_posted(self, row: ClosureRow, metadata: dict[str, Any]) -> str | None:
         """The ts of a bot message in the thread carrying exactly this metadata, if any."""
+        assert row.status_ts is not None  # posts go in the status message's thread
         cursor = None
         while True:
             resp = await self.client.conversations_replies(
-                channel=row["channel"],
-                ts=row["status_ts"],
+                channel=row.channel,
+                ts=row.status_ts,
                 include_all_metadata=True,
                 limit=200,
                 cursor=cursor,
@@ -260,39 +258,41 @@ class ClosureOutput:
             if not cursor:
                 return None
 
-    def status_view(self, row: Row, progress: blocks.Progress | None = None) -> blocks.StatusView:
+    def status_view(
+        self, row: ClosureRow, progress: blocks.Progress | None = None
+    ) -> blocks.StatusView:
         approved: dict[str, list[str]] = {}
-        for req in requests_db.requests_of(self.db, row["id"]):
-            if req["status"] == "approved":
-                approved[req["step"]] = [
-                    v["approver"]
-                    for v in requests_db.votes_for(self.db, req["id"])
-                    if v["kind"] == "approve"
+        for req in requests_db.requests_of(self.db, row.id):
+            if req.status == "approved":
+                approved[req.step] = [
+                    v.approver
+                    for v in requests_db.votes_for(self.db, req.id)
+                    if v.kind == "approve"
                 ]
-        step, phase = split_state(row["state"])
-        note = row["reason"] if phase in ("blocked", "failed", "rejected", "aborted") else None
+        step, phase = split_state(row.state)
+        note = row.reason if phase in ("blocked", "failed", "rejected", "aborted") else None
         if step and phase == "awaiting_approval":
-            open_req = requests_db.open_request(self.db, row["id"], step)
+            open_req = requests_db.open_request(self.db, row.id, step)
             if open_req is not None:
                 votes = [
-                    v["approver"]
-                    for v in requests_db.votes_for(self.db, open_req["id"])
-                    if v["kind"] == "approve"
+                    v.approver
+                    for v in requests_db.votes_for(self.db, open_req.id)
+                    if v.kind == "approve"
                 ]
-                note = f"Approvals: {len(votes)}/{open_req['quorum']}" + (
+                note = f"Approvals: {len(votes)}/{open_req.quorum}" + (
                     f" ({blocks.mentions(votes)})" if votes else ""
                 )
         if step and phase == "executing" and progress is None:
-            info = closures_db.get_step(self.db, row["id"], step)
-            if info["total"]:
-                progress = blocks.Progress(info["done"], info["total"])
+            info = closures_db.get_step(self.db, row.id, step)
+            if info.total:
+                progress = blocks.Progress(info.done, info.total)
         return blocks.StatusView(
-            closure_id=row["id"],
-            tenant=row["tenant"],
-            tenant_id=row["tenant_id"],
-            state=row["state"],
-            requester=row["requester"],
-            display_name=row["extra"].get("display_name"),
+            closure_id=row.id,
+            tenant=row.tenant,
+            tenant_id=row.tenant_id,
+            state=row.state,
+            requester=row.requester,
+            display_name=row.display_name,
             note=note,
             rollback_possible=self.rollback_possible(row),
             approvals=approved,
@@ -310,7 +310,7 @@ class ClosureOutput:
             return
         if progress is not None:
             self._pending_progress[closure_id] = progress
-        if row["status_ts"] is not None:
+        if row.status_ts is not None:
             now = self.clock()
             due = self._last_edit.get(closure_id, -1e18) + self.status_interval <= now
             if not due or (self._edit_budget is not None and not self._edit_budget.take(now)):
@@ -366,32 +366,32 @@ class ClosureOutput:
         async with self._status_locks.setdefault(closure_id, asyncio.Lock()):
             row = closures_db.get_closure(self.db, closure_id)
             if row is not None:
-                executing = split_state(row["state"])[1] == "executing"
+                executing = split_state(row.state)[1] == "executing"
                 await self._send_status(row, progress if executing else None)
 
-    async def _send_status(self, row: Row, progress: blocks.Progress | None) -> None:
-        closure_id = row["id"]
+    async def _send_status(self, row: ClosureRow, progress: blocks.Progress | None) -> None:
+        closure_id = row.id
         view = self.status_view(row, progress)
         metadata = {
             "event_type": "close_account_status",
             "event_payload": {
-                "closure_id": row["id"],
-                "tenant": row["tenant"],
-                "tenant_id": row["tenant_id"],
-                "state": row["state"],
+                "closure_id": row.id,
+                "tenant": row.tenant,
+                "tenant_id": row.tenant_id,
+                "state": row.state,
             },
         }
         text = blocks.status_text(view)
         body = blocks.status_blocks(view)
         shown = json.dumps([text, body, metadata], sort_keys=True)
-        if row["status_ts"] is None:
+        if row.status_ts is None:
             ts = None
-            if row["status_sending_at"] is not None:  # a crash mid-post: look before posting
+            if row.status_sending_at is not None:  # a crash mid-post: look before posting
                 ts = await self._status_posted(row)
             if ts is None:
                 closures_db.mark_status_sending(self.db, closure_id, self.clock())
                 resp = await self.client.chat_postMessage(
-                    channel=row["channel"], text=text, blocks=body, metadata=metadata
+                    channel=row.channel, text=text, blocks=body, metadata=metadata
                 )
                 ts = str(resp["ts"])
             closures_db.save_closure(self.db, closure_id, at=self.clock(), status_ts=ts)
@@ -400,28 +400,28 @@ class ClosureOutput:
                 closure_id=closure_id,
                 step=None,
                 kind="status",
-                channel=row["channel"],
+                channel=row.channel,
                 ts=ts,
                 thread_ts=None,
                 at=self.clock(),
             )
         elif self._shown_status.get(closure_id) != shown:  # an unchanged view costs no call
             await self.client.chat_update(
-                channel=row["channel"],
-                ts=row["status_ts"],
+                channel=row.channel,
+                ts=row.status_ts,
                 text=text,
                 blocks=body,
                 metadata=metadata,
             )
         self._shown_status[closure_id] = shown
-        closures_db.set_status_shown(self.db, closure_id, row["state"])
+        closures_db.set_status_shown(self.db, closure_id, row.state)
 
-    async def _status_posted(self, row: Row) -> str | None:
+    async def _status_posted(self, row: ClosureRow) -> str | None:
         cursor = None
         while True:
             resp = await self.client.conversations_history(
-                channel=row["channel"],
-                oldest=str(row["created_at"] - 60),
+                channel=row.channel,
+                oldest=str(row.created_at - 60),
                 include_all_metadata=True,
                 limit=200,
                 cursor=cursor,
@@ -430,7 +430,7 @@ class ClosureOutput:
                 meta = message.get("metadata") or {}
                 if (
                     meta.get("event_type") == "close_account_status"
-                    and (meta.get("event_payload") or {}).get("closure_id") == row["id"]
+                    and (meta.get("event_payload") or {}).get("closure_id") == row.id
                 ):
                     return str(message["ts"])
             cursor = (resp.get("response_metadata") or {}).get("next_cursor")
@@ -439,7 +439,7 @@ class ClosureOutput:
 
     async def _request_message(
         self,
-        row: Row,
+        row: ClosureRow,
         plan: Plan,
         *,
         quorum: int,
@@ -449,7 +449,7 @@ class ClosureOutput:
     ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         eligible = rules.eligible_approvers(
             [a for a in self.approver_ids(row) if await self.directory.active(a)],
-            self.requester_of(row),
+            self.requesters_of(row),
         )
         body = blocks.approval_blocks(
             plan,
@@ -462,8 +462,8 @@ class ClosureOutput:
         metadata = {
             "event_type": "close_account_approval",
             "event_payload": {
-                "closure_id": row["id"],
-                "tenant": row["tenant"],
+                "closure_id": row.id,
+                "tenant": row.tenant,
                 "step": plan.step,
                 "plan_hash": plan.hash,
                 "quorum": quorum,
@@ -472,43 +472,43 @@ class ClosureOutput:
         }
         return body, metadata
 
-    def _outcome(self, req: Row) -> str:
-        votes = requests_db.votes_for(self.db, req["id"])
-        by = {k: [v["approver"] for v in votes if v["kind"] == k] for k in ("approve", "veto")}
+    def _outcome(self, req: RequestRow) -> str:
+        votes = requests_db.votes_for(self.db, req.id)
+        by = {k: [v.approver for v in votes if v.kind == k] for k in ("approve", "veto")}
         return {
             "approved": f":white_check_mark: Approved by {blocks.mentions(by['approve'])}",
             "rejected": f":x: Vetoed by {blocks.mentions(by['veto'])}",
             "void": ":arrows_counterclockwise: Void: the plan changed (see below)",
             "expired": ":hourglass: Expired: a fresh request follows",
-        }.get(req["status"], str(req["status"]))
+        }.get(req.status, str(req.status))
 
     async def mark_requests(self, closure_id: str) -> None:
         """Edit each finished approval request in place to show how it ended; after a crash
         this brings them up to date, since what each shows is recorded."""
         for req in requests_db.unmarked(self.db, closure_id):
             await self.mark_request(req)
-            requests_db.set_marked(self.db, req["id"], req["status"])
+            requests_db.set_marked(self.db, req.id, req.status)
 
-    async def mark_request(self, req: Row) -> None:
+    async def mark_request(self, req: RequestRow) -> None:
         outcome = self._outcome(req)
-        row = closures_db.get_closure(self.db, req["closure_id"])
-        plan_row = closures_db.get_plan(self.db, req["plan_id"])
-        if row is None or plan_row is None:
+        row = closures_db.get_closure(self.db, req.closure_id)
+        plan_row = closures_db.get_plan(self.db, req.plan_id)
+        if row is None or plan_row is None or req.channel is None or req.ts is None:
             return
-        plan = Plan.from_dict(plan_row["content"])
+        plan = plan_row.plan
         body, metadata = await self._request_message(
-            row, plan, quorum=req["quorum"], expires_at=req["expires_at"], outcome=outcome
+            row, plan, quorum=req.quorum, expires_at=req.expires_at, outcome=outcome
         )
         await self.client.chat_update(
-            channel=req["channel"],
-            ts=req["ts"],
+            channel=req.channel,
+            ts=req.ts,
             text=f"{outcome}: " + blocks.approval_text(plan),
             blocks=body,
             metadata=metadata,
         )
 
     async def request_post(
-        self, row: Row, plan: Plan, *, quorum: int, expires_at: float, changes: Sequence[str]
+        self, row: ClosureRow, plan: Plan, *, quorum: int, expires_at: float, changes: Sequence[str]
     ) -> Post:
         """The approval request for `plan`, to queue with the request row it belongs to."""
         body, metadata = await self._request_message(
@@ -517,21 +517,23 @@ class ClosureOutput:
         text = blocks.approval_text(plan)
         return Post(text, plan.step, "approval", body, metadata)
 
-    def checklist_post(self, row: Row, step: str, plan: Plan) -> Post:
+    def checklist_post(self, row: ClosureRow, step: str, plan: Plan) -> Post:
         settings = self.settings_of(row)
         retained = settings.retain[0] if settings.retain else "the retained Global Administrator"
         footer = (
             f"Sign in as {retained}. The bot re-checks Microsoft every"
             f" {blocks._duration(self.settings.timing.poll_interval)} and moves on by itself."
         )
-        if step == "delete_directory":
+        if implementation(step).counts_confirmations:
             footer = (
                 "The bot's own access is gone now. It checks Microsoft's authority every"
                 f" {blocks._duration(self.settings.timing.poll_interval)} and closes the closure"
                 f" after {self.settings.timing.tenant_gone_checks} consecutive"
                 " 'tenant not found' answers."
             )
-        title = f"{self._name(step)}, {STEP_TITLES[step]}: checklist for a Global Administrator"
+        title = (
+            f"{self._name(step)}, {steps.info(step).title}: checklist for a Global Administrator"
+        )
         return Post(
             title + "\n" + "\n".join(plan.checklist),
             step,

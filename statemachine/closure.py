@@ -11,15 +11,10 @@ from typing import Any
 
 from transitions import Machine
 
+from statemachine import steps
 from statemachine.approvals import Tally
+from statemachine.steps import ROLLBACK
 
-STEPS: tuple[str, ...] = (
-    "delete_users",
-    "cancel_subscriptions",
-    "delete_disabled_subscriptions",
-    "disable_mfa",
-    "delete_directory",
-)
 PHASES: tuple[str, ...] = (
     "planning",
     "awaiting_approval",
@@ -30,10 +25,10 @@ PHASES: tuple[str, ...] = (
     "rejected",
     "failed",
 )
+# The states a closure ends in: listed here once.
 FINAL_STATES: tuple[str, ...] = ("closed", "aborted", "rolled_back")
-# A rollback runs as its own step, `rollback.<phase>`, and ends `rolled_back`.
-ROLLBACK = "rollback"
-# Phases of step 5 before it acts: until its approval starts the purge, rollback is possible.
+# Phases of the point-of-no-return step before it acts: until its approval starts it, a rollback
+# is possible.
 BEFORE_POINT_OF_NO_RETURN: tuple[str, ...] = (
     "planning",
     "awaiting_approval",
@@ -51,15 +46,6 @@ RESUMABLE_PHASES: tuple[str, ...] = (
 # Phases that wait on people (or nothing) rather than on the runner.
 IDLE_PHASES: tuple[str, ...] = ("awaiting_approval", "blocked", "rejected", "failed")
 
-STEP_TITLES: dict[str, str] = {
-    ROLLBACK: "Roll back what the closure changed",
-    "delete_users": "Delete users",
-    "cancel_subscriptions": "Cancel all active subscriptions",
-    "delete_disabled_subscriptions": "Delete all disabled subscriptions",
-    "disable_mfa": "Disable multi-factor authentication",
-    "delete_directory": "Delete the directory in Microsoft Entra ID",
-}
-
 
 def state_name(step: str, phase: str) -> str:
     return f"{step}.{phase}"
@@ -73,17 +59,27 @@ def split_state(state: str) -> tuple[str | None, str]:
     return None, state
 
 
+def initial_state() -> str:
+    return state_name(steps.first(), "planning")
+
+
 def all_states() -> list[str]:
-    return [state_name(s, p) for s in (*STEPS, ROLLBACK) for p in PHASES] + list(FINAL_STATES)
+    return [state_name(s, p) for s in (*steps.names(), ROLLBACK) for p in PHASES] + list(
+        FINAL_STATES
+    )
 
 
 def rollback_sources() -> list[str]:
-    """States from which a rollback may start: anything before step 5 acts, and aborted."""
-    early = [state_name(s, p) for s in STEPS[:-1] for p in PHASES]
-    last = [state_name(STEPS[-1], p) for p in BEFORE_POINT_OF_NO_RETURN]
-    # A failure in step 5 before it acted is still before the point of no return; the runner
-    # checks the recorded start of step 5 as well.
-    return [*early, *last, state_name(STEPS[-1], "failed"), "aborted"]
+    """States from which a rollback may start: anything before the point of no return, and
+    aborted. A failure in that step before it acted is still before it; the runner checks the
+    recorded start of the step as well."""
+    sources: list[str] = []
+    for name in steps.names():
+        if name == steps.point_of_no_return():
+            sources += [state_name(name, p) for p in (*BEFORE_POINT_OF_NO_RETURN, "failed")]
+            break
+        sources += [state_name(name, p) for p in PHASES]
+    return [*sources, "aborted"]
 
 
 def is_final(state: str) -> bool:
@@ -93,8 +89,8 @@ def is_final(state: str) -> bool:
 def next_state_after(step: str) -> str:
     if step == ROLLBACK:
         return "rolled_back"
-    index = STEPS.index(step)
-    return state_name(STEPS[index + 1], "planning") if index + 1 < len(STEPS) else "closed"
+    following = steps.following(step)
+    return state_name(following, "planning") if following is not None else "closed"
 
 
 @dataclass
@@ -105,7 +101,7 @@ class Closure:
     tenant: str
     tenant_id: str
     requester: str
-    state: str = state_name(STEPS[0], "planning")
+    state: str = field(default_factory=initial_state)
     failed_phase: str | None = None
     tally: Tally | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -141,7 +137,7 @@ def _transitions() -> list[dict[str, Any]]:
     def add(trigger: str, source: str | list[str], dest: str, **kw: Any) -> None:
         out.append({"trigger": trigger, "source": source, "dest": dest, **kw})
 
-    for step in (*STEPS, ROLLBACK):
+    for step in (*steps.names(), ROLLBACK):
 
         def s(phase: str, step: str = step) -> str:
             return state_name(step, phase)
@@ -189,7 +185,7 @@ def build_machine(graph: bool = False) -> Machine:
         "model": None,
         "states": all_states(),
         "transitions": _transitions(),
-        "initial": state_name(STEPS[0], "planning"),
+        "initial": initial_state(),
         "auto_transitions": False,
         "send_event": False,
         "ignore_invalid_triggers": False,
@@ -201,21 +197,30 @@ def build_machine(graph: bool = False) -> Machine:
     return Machine(**kwargs)
 
 
-MACHINE = build_machine()
+_machines: dict[tuple[steps.StepInfo, ...], Machine] = {}
 
 
-def attach(closure: Closure, machine: Machine = MACHINE) -> Closure:
-    machine.add_model(closure, initial=closure.state)
+def machine() -> Machine:
+    """The one machine for the current list of steps (built once per list)."""
+    key = steps.steps()
+    built = _machines.get(key)
+    if built is None:
+        built = _machines[key] = build_machine()
+    return built
+
+
+def attach(closure: Closure) -> Closure:
+    machine().add_model(closure, initial=closure.state)
     return closure
 
 
-def detach(closure: Closure, machine: Machine = MACHINE) -> None:
-    machine.remove_model(closure)
+def detach(closure: Closure) -> None:
+    machine().remove_model(closure)
 
 
 def can_fire(closure: Closure, trigger: str) -> bool:
     """Whether `trigger` has a transition out of the closure's state (guards not evaluated)."""
-    event = MACHINE.events.get(trigger)
+    event = machine().events.get(trigger)
     return event is not None and closure.state in event.transitions
 
 

@@ -27,13 +27,28 @@ class Item:
 
 
 @dataclass(frozen=True)
+class Blocker:
+    """A precondition Microsoft requires that is not met: a code to act on, a text to read."""
+
+    code: str
+    text: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"code": self.code, "text": self.text}
+
+    @staticmethod
+    def from_dict(data: Mapping[str, Any]) -> Blocker:
+        return Blocker(str(data["code"]), str(data["text"]))
+
+
+@dataclass(frozen=True)
 class Plan:
     """What a step will do. `blockers` stop it; `checklist` is what a person must do."""
 
     step: str
     tenant_id: str
     items: tuple[Item, ...]
-    blockers: tuple[str, ...] = ()
+    blockers: tuple[Blocker, ...] = ()
     checklist: tuple[str, ...] = ()
     facts: Mapping[str, Any] = field(default_factory=dict)
 
@@ -50,13 +65,19 @@ class Plan:
     def of_kind(self, *kinds: str) -> list[Item]:
         return [i for i in self.items if i.kind in kinds]
 
+    def blocker_codes(self) -> tuple[str, ...]:
+        return tuple(b.code for b in self.blockers)
+
+    def blocker_texts(self) -> tuple[str, ...]:
+        return tuple(b.text for b in self.blockers)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "step": self.step,
             "tenant_id": self.tenant_id,
             "hash": self.hash,
             "items": [i.as_dict() for i in self.items],
-            "blockers": list(self.blockers),
+            "blockers": [b.as_dict() for b in self.blockers],
             "checklist": list(self.checklist),
             "facts": dict(self.facts),
         }
@@ -67,7 +88,7 @@ class Plan:
             step=str(data["step"]),
             tenant_id=str(data["tenant_id"]),
             items=tuple(Item.from_dict(i) for i in data["items"]),
-            blockers=tuple(data.get("blockers", ())),
+            blockers=tuple(Blocker.from_dict(b) for b in data.get("blockers", ())),
             checklist=tuple(data.get("checklist", ())),
             facts=data.get("facts", {}),
         )

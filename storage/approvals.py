@@ -2,11 +2,51 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from sqlite_utils import Database
 
-from storage.closures import Row, _row, _rows
+from storage.db import fetch, fetch_one
+
+RequestStatus = Literal["open", "approved", "rejected", "expired", "void"]
+
+
+@dataclass(frozen=True)
+class RequestRow:
+    """An approval request: one per step and plan, bound to the plan's hash."""
+
+    id: int
+    closure_id: str
+    step: str
+    plan_id: int
+    plan_hash: str
+    channel: str | None  # where its message is, once posted
+    ts: str | None
+    quorum: int
+    expires_at: float
+    status: RequestStatus
+    created_at: float
+    reminded_at: float | None
+    marked_status: str | None  # the status its Slack message shows
+
+    @staticmethod
+    def load(row: Mapping[str, Any]) -> RequestRow:
+        return RequestRow(**row)
+
+
+@dataclass(frozen=True)
+class VoteRow:
+    request_id: int
+    approver: str
+    kind: Literal["approve", "veto"]
+    event_id: str | None
+    at: float
+
+    @staticmethod
+    def load(row: Mapping[str, Any]) -> VoteRow:
+        return VoteRow(**row)
 
 
 def create_request(
@@ -44,35 +84,28 @@ def set_request_message(db: Database, request_id: int, channel: str, ts: str) ->
         )
 
 
-def set_request_status(db: Database, request_id: int, status: str) -> None:
+def set_request_status(db: Database, request_id: int, status: RequestStatus) -> None:
     with db.atomic():
         db.execute("UPDATE requests SET status = ? WHERE id = ?", [status, request_id])
 
 
-def get_request(db: Database, request_id: int) -> Row | None:
-    return _row(db.execute("SELECT * FROM requests WHERE id = ?", [request_id]))
+def get_request(db: Database, request_id: int) -> RequestRow | None:
+    return fetch_one(db, RequestRow.load, "SELECT * FROM requests WHERE id = ?", [request_id])
 
 
-def open_request(db: Database, closure_id: str, step: str) -> Row | None:
-    return _row(
-        db.execute(
-            "SELECT * FROM requests WHERE closure_id = ? AND step = ? AND status = 'open'",
-            [closure_id, step],
-        )
+def open_request(db: Database, closure_id: str, step: str) -> RequestRow | None:
+    return fetch_one(
+        db,
+        RequestRow.load,
+        "SELECT * FROM requests WHERE closure_id = ? AND step = ? AND status = 'open'",
+        [closure_id, step],
     )
 
 
-def latest_request(db: Database, closure_id: str, step: str) -> Row | None:
-    return _row(
-        db.execute(
-            "SELECT * FROM requests WHERE closure_id = ? AND step = ? ORDER BY id DESC LIMIT 1",
-            [closure_id, step],
-        )
+def request_at(db: Database, channel: str, ts: str) -> RequestRow | None:
+    return fetch_one(
+        db, RequestRow.load, "SELECT * FROM requests WHERE channel = ? AND ts = ?", [channel, ts]
     )
-
-
-def request_at(db: Database, channel: str, ts: str) -> Row | None:
-    return _row(db.execute("SELECT * FROM requests WHERE channel = ? AND ts = ?", [channel, ts]))
 
 
 def cast_vote(
@@ -97,13 +130,15 @@ def withdraw_vote(db: Database, *, request_id: int, approver: str, kind: str) ->
     return cursor.rowcount > 0
 
 
-def votes_for(db: Database, request_id: int) -> list[Row]:
-    return _rows(db.execute("SELECT * FROM votes WHERE request_id = ? ORDER BY at", [request_id]))
+def votes_for(db: Database, request_id: int) -> list[VoteRow]:
+    return fetch(
+        db, VoteRow.load, "SELECT * FROM votes WHERE request_id = ? ORDER BY at", [request_id]
+    )
 
 
-def requests_of(db: Database, closure_id: str) -> list[dict[str, Any]]:
-    return _rows(
-        db.execute("SELECT * FROM requests WHERE closure_id = ? ORDER BY id", [closure_id])
+def requests_of(db: Database, closure_id: str) -> list[RequestRow]:
+    return fetch(
+        db, RequestRow.load, "SELECT * FROM requests WHERE closure_id = ? ORDER BY id", [closure_id]
     )
 
 
@@ -117,12 +152,12 @@ def set_marked(db: Database, request_id: int, status: str) -> None:
         db.execute("UPDATE requests SET marked_status = ? WHERE id = ?", [status, request_id])
 
 
-def unmarked(db: Database, closure_id: str) -> list[Row]:
+def unmarked(db: Database, closure_id: str) -> list[RequestRow]:
     """Finished requests whose Slack message does not show how they ended yet."""
-    return _rows(
-        db.execute(
-            "SELECT * FROM requests WHERE closure_id = ? AND status != 'open' AND ts IS NOT NULL"
-            " AND (marked_status IS NULL OR marked_status != status) ORDER BY id",
-            [closure_id],
-        )
+    return fetch(
+        db,
+        RequestRow.load,
+        "SELECT * FROM requests WHERE closure_id = ? AND status != 'open' AND ts IS NOT NULL"
+        " AND (marked_status IS NULL OR marked_status != status) ORDER BY id",
+        [closure_id],
     )

@@ -3,11 +3,32 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sqlite_utils import Database
 
-from storage.closures import Row, _rows
+from storage.closures import ClosureRow
+from storage.db import fetch
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    id: int
+    closure_id: str | None
+    tenant: str
+    at: float
+    actor: str  # a Slack user ID, "bot" or "microsoft"
+    action: str
+    step: str | None
+    plan_hash: str | None
+    event_id: str | None
+    detail: Mapping[str, Any]
+
+    @staticmethod
+    def load(row: Mapping[str, Any]) -> AuditRow:
+        return AuditRow(**{**row, "detail": json.loads(row["detail"])})
 
 
 def append(
@@ -41,5 +62,32 @@ def append(
         )
 
 
-def trail(db: Database, tenant: str) -> list[Row]:
-    return _rows(db.execute("SELECT * FROM audit WHERE tenant = ? ORDER BY id", [tenant]))
+def trail(db: Database, tenant: str) -> list[AuditRow]:
+    return fetch(db, AuditRow.load, "SELECT * FROM audit WHERE tenant = ? ORDER BY id", [tenant])
+
+
+def record(
+    db: Database,
+    closure: ClosureRow,
+    action: str,
+    *,
+    at: float,
+    actor: str = "bot",
+    step: str | None = None,
+    plan_hash: str | None = None,
+    event_id: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Append to the audit trail of `closure`."""
+    append(
+        db,
+        tenant=closure.tenant,
+        closure_id=closure.id,
+        at=at,
+        actor=actor,
+        action=action,
+        step=step,
+        plan_hash=plan_hash,
+        event_id=event_id,
+        detail=detail,
+    )

@@ -1,36 +1,118 @@
-"""Closures, their per-step progress, and the plans each step was given."""
+"""Closures, their per-step progress, and the plans each step was given: frozen rows in, out."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypedDict, Unpack
 
 from sqlite_utils import Database
 
-Row = dict[str, Any]
-FINAL = ("closed", "aborted", "rolled_back")
+from statemachine.closure import FINAL_STATES
+from statemachine.plan import Plan
+from storage.db import StorageError, fetch, fetch_one, loads
+
+_NOT_FINAL = f"state NOT IN ({','.join('?' * len(FINAL_STATES))})"
 
 
-class OpenClosureExists(Exception):
+class OpenClosureExists(StorageError):
     """The schema refused a second open closure for a tenant."""
 
 
-def _row(cursor: sqlite3.Cursor) -> Row | None:
-    rows = _rows(cursor)
-    return rows[0] if rows else None
+@dataclass(frozen=True)
+class ClosureRow:
+    id: str
+    tenant: str  # the configured name
+    tenant_id: str
+    requester: str
+    state: str
+    failed_phase: str | None
+    reason: str | None  # what blocked, failed, vetoed or aborted it, in words
+    channel: str
+    status_ts: str | None  # the status message, once posted
+    status_sending_at: float | None  # a status post under way (a crash is reconciled)
+    status_state: str | None  # the state the status message shows
+    created_at: float
+    updated_at: float
+    display_name: str | None  # the tenant's live name, once read from Microsoft
+    changes: tuple[str, ...]  # what changed in the plan since the void request, for the next
+    sync_action: bool  # step 1 runs its preparation (turning directory sync off) first
+    rollback_requester: str | None  # who asked for the rollback, once one was
+
+    @staticmethod
+    def load(row: Mapping[str, Any]) -> ClosureRow:
+        return ClosureRow(
+            **{
+                **row,
+                "changes": tuple(loads(row["changes"], [])),
+                "sync_action": bool(row["sync_action"]),
+            }
+        )
 
 
-def _rows(cursor: sqlite3.Cursor) -> list[Row]:
-    names = [d[0] for d in cursor.description]
-    out = []
-    for values in cursor.fetchall():
-        row = dict(zip(names, values, strict=True))
-        for key in ("extra", "detail", "content"):
-            if isinstance(row.get(key), str):
-                row[key] = json.loads(row[key])
-        out.append(row)
-    return out
+@dataclass(frozen=True)
+class PlanRow:
+    id: int
+    closure_id: str
+    step: str
+    hash: str
+    plan: Plan
+    created_at: float
+
+    @staticmethod
+    def load(row: Mapping[str, Any]) -> PlanRow:
+        return PlanRow(
+            id=row["id"],
+            closure_id=row["closure_id"],
+            step=row["step"],
+            hash=row["hash"],
+            plan=Plan.from_dict(json.loads(row["content"])),
+            created_at=row["created_at"],
+        )
+
+
+@dataclass(frozen=True)
+class StepRow:
+    """A step's progress in one closure (all zero until it has any)."""
+
+    closure_id: str
+    step: str
+    plan_id: int | None = None  # the approved plan, once approved
+    done: int = 0
+    total: int = 0
+    started_at: float | None = None
+    finished_at: float | None = None
+    next_check_at: float | None = None
+    checks: int = 0  # consecutive confirmations (step 5: "tenant not found")
+    reminded_at: float | None = None
+    remaining: tuple[str, ...] | None = None  # admin-center work Microsoft showed last
+    access_gone: bool = False  # the step deleted the bot's own access
+
+    @staticmethod
+    def load(row: Mapping[str, Any]) -> StepRow:
+        remaining = loads(row["remaining"], None)
+        return StepRow(
+            **{
+                **row,
+                "remaining": None if remaining is None else tuple(remaining),
+                "access_gone": bool(row["access_gone"]),
+            }
+        )
+
+
+class StepFields(TypedDict, total=False):
+    plan_id: int | None
+    done: int
+    total: int
+    started_at: float | None
+    finished_at: float | None
+    next_check_at: float | None
+    checks: int
+    reminded_at: float | None
+    remaining: Sequence[str] | None
+    access_gone: bool
 
 
 def create_closure(
@@ -43,7 +125,7 @@ def create_closure(
     state: str,
     channel: str,
     at: float,
-) -> Row:
+) -> ClosureRow:
     try:
         with db.atomic():
             db.execute(
@@ -58,41 +140,39 @@ def create_closure(
     return closure
 
 
-def get_closure(db: Database, closure_id: str) -> Row | None:
-    return _row(db.execute("SELECT * FROM closures WHERE id = ?", [closure_id]))
+def get_closure(db: Database, closure_id: str) -> ClosureRow | None:
+    return fetch_one(db, ClosureRow.load, "SELECT * FROM closures WHERE id = ?", [closure_id])
 
 
-def open_closure_for(db: Database, tenant: str) -> Row | None:
-    placeholders = ",".join("?" * len(FINAL))
-    return _row(
-        db.execute(
-            f"SELECT * FROM closures WHERE tenant = ? AND state NOT IN ({placeholders})",
-            [tenant, *FINAL],
-        )
+def open_closure_for(db: Database, tenant: str) -> ClosureRow | None:
+    return fetch_one(
+        db,
+        ClosureRow.load,
+        f"SELECT * FROM closures WHERE tenant = ? AND {_NOT_FINAL}",
+        [tenant, *FINAL_STATES],
     )
 
 
-def latest_closure_for(db: Database, tenant: str) -> Row | None:
-    return _row(
-        db.execute(
-            "SELECT * FROM closures WHERE tenant = ? ORDER BY created_at DESC, rowid DESC LIMIT 1",
-            [tenant],
-        )
+def latest_closure_for(db: Database, tenant: str) -> ClosureRow | None:
+    return fetch_one(
+        db,
+        ClosureRow.load,
+        "SELECT * FROM closures WHERE tenant = ? ORDER BY created_at DESC, rowid DESC LIMIT 1",
+        [tenant],
     )
 
 
-def open_closures(db: Database) -> list[Row]:
-    placeholders = ",".join("?" * len(FINAL))
-    return _rows(
-        db.execute(
-            f"SELECT * FROM closures WHERE state NOT IN ({placeholders}) ORDER BY created_at",
-            list(FINAL),
-        )
+def open_closures(db: Database) -> list[ClosureRow]:
+    return fetch(
+        db,
+        ClosureRow.load,
+        f"SELECT * FROM closures WHERE {_NOT_FINAL} ORDER BY created_at",
+        FINAL_STATES,
     )
 
 
-def all_closures(db: Database) -> list[Row]:
-    return _rows(db.execute("SELECT * FROM closures ORDER BY created_at"))
+def all_closures(db: Database) -> list[ClosureRow]:
+    return fetch(db, ClosureRow.load, "SELECT * FROM closures ORDER BY created_at")
 
 
 def save_closure(
@@ -104,89 +184,36 @@ def save_closure(
     failed_phase: str | None = None,
     reason: str | None = None,
     status_ts: str | None = None,
-    extra: dict[str, Any] | None = None,
     clear_failure: bool = False,
+    display_name: str | None = None,
+    changes: Sequence[str] | None = None,
+    sync_action: bool | None = None,
+    rollback_requester: str | None = None,
 ) -> None:
-    sets: list[str] = ["updated_at = ?"]
-    values: list[Any] = [at]
+    """Change the given columns (None leaves one as it is); a state that would make a second
+    open closure for the tenant raises `OpenClosureExists`."""
+    values: dict[str, Any] = {"updated_at": at}
     if state is not None:
-        sets.append("state = ?")
-        values.append(state)
+        values["state"] = state
     if failed_phase is not None or clear_failure:
-        sets.append("failed_phase = ?")
-        values.append(failed_phase)
-    if reason is not None:
-        sets.append("reason = ?")
-        values.append(reason)
-    if status_ts is not None:
-        sets.append("status_ts = ?")
-        values.append(status_ts)
-    if extra is not None:
-        sets.append("extra = ?")
-        values.append(json.dumps(extra, sort_keys=True))
-    with db.atomic():
-        db.execute(f"UPDATE closures SET {', '.join(sets)} WHERE id = ?", [*values, closure_id])
-
-
-# --- plans ---------------------------------------------------------------------------------
-
-
-def save_plan(
-    db: Database, *, closure_id: str, step: str, plan_hash: str, content: dict[str, Any], at: float
-) -> int:
-    with db.atomic():
-        cursor = db.execute(
-            "INSERT INTO plans (closure_id, step, hash, content, created_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            [closure_id, step, plan_hash, json.dumps(content, sort_keys=True), at],
-        )
-        plan_id = cursor.lastrowid
-    assert plan_id is not None
-    return plan_id
-
-
-def get_plan(db: Database, plan_id: int) -> Row | None:
-    return _row(db.execute("SELECT * FROM plans WHERE id = ?", [plan_id]))
-
-
-def get_step(db: Database, closure_id: str, step: str) -> Row:
-    row = _row(
-        db.execute("SELECT * FROM steps WHERE closure_id = ? AND step = ?", [closure_id, step])
-    )
-    if row is None:
-        return {
-            "closure_id": closure_id,
-            "step": step,
-            "plan_id": None,
-            "done": 0,
-            "total": 0,
-            "started_at": None,
-            "finished_at": None,
-            "next_check_at": None,
-            "checks": 0,
-            "detail": {},
-        }
-    return row
-
-
-def steps_of(db: Database, closure_id: str) -> dict[str, Row]:
-    rows = _rows(db.execute("SELECT * FROM steps WHERE closure_id = ?", [closure_id]))
-    return {r["step"]: r for r in rows}
-
-
-def update_step(db: Database, closure_id: str, step: str, **fields: Any) -> None:
-    """Upsert the step's progress row with the given columns."""
-    if "detail" in fields:
-        fields["detail"] = json.dumps(fields["detail"], sort_keys=True)
-    columns = ["closure_id", "step", *fields]
-    values = [closure_id, step, *fields.values()]
-    updates = ", ".join(f"{c} = excluded.{c}" for c in fields) or "step = excluded.step"
-    with db.atomic():
-        db.execute(
-            f"INSERT INTO steps ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
-            f" ON CONFLICT (closure_id, step) DO UPDATE SET {updates}",
-            values,
-        )
+        values["failed_phase"] = failed_phase
+    for column, value in (
+        ("reason", reason),
+        ("status_ts", status_ts),
+        ("display_name", display_name),
+        ("sync_action", sync_action),
+        ("rollback_requester", rollback_requester),
+    ):
+        if value is not None:
+            values[column] = value
+    if changes is not None:
+        values["changes"] = json.dumps(list(changes)) if changes else None
+    sets = ", ".join(f"{column} = ?" for column in values)
+    try:
+        with db.atomic():
+            db.execute(f"UPDATE closures SET {sets} WHERE id = ?", [*values.values(), closure_id])
+    except sqlite3.IntegrityError as exc:
+        raise OpenClosureExists(closure_id) from exc
 
 
 def mark_status_sending(db: Database, closure_id: str, at: float) -> None:
@@ -199,15 +226,78 @@ def set_status_shown(db: Database, closure_id: str, state: str) -> None:
         db.execute("UPDATE closures SET status_state = ? WHERE id = ?", [state, closure_id])
 
 
-def needing_slack(db: Database) -> list[Row]:
+def needing_slack(db: Database) -> list[ClosureRow]:
     """Finished closures whose status message or thread is not up to date (a crash at the end)."""
-    placeholders = ",".join("?" * len(FINAL))
-    return _rows(
-        db.execute(
-            f"SELECT * FROM closures WHERE state IN ({placeholders}) AND ("
-            " status_state IS NULL OR status_state != state"
-            " OR EXISTS (SELECT 1 FROM outbox WHERE outbox.closure_id = closures.id"
-            " AND outbox.ts IS NULL))",
-            list(FINAL),
-        )
+    placeholders = ",".join("?" * len(FINAL_STATES))
+    return fetch(
+        db,
+        ClosureRow.load,
+        f"SELECT * FROM closures WHERE state IN ({placeholders}) AND ("
+        " status_state IS NULL OR status_state != state"
+        " OR EXISTS (SELECT 1 FROM outbox WHERE outbox.closure_id = closures.id"
+        " AND outbox.ts IS NULL))",
+        FINAL_STATES,
     )
+
+
+# --- plans ---------------------------------------------------------------------------------
+
+
+def save_plan(db: Database, *, closure_id: str, plan: Plan, at: float) -> int:
+    with db.atomic():
+        cursor = db.execute(
+            "INSERT INTO plans (closure_id, step, hash, content, created_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            [closure_id, plan.step, plan.hash, json.dumps(plan.as_dict(), sort_keys=True), at],
+        )
+        plan_id = cursor.lastrowid
+    assert plan_id is not None
+    return plan_id
+
+
+def get_plan(db: Database, plan_id: int) -> PlanRow | None:
+    return fetch_one(db, PlanRow.load, "SELECT * FROM plans WHERE id = ?", [plan_id])
+
+
+def latest_plan(db: Database, closure_id: str, step: str) -> PlanRow | None:
+    """The plan last made for `step` of the closure (what it is blocked on, say)."""
+    return fetch_one(
+        db,
+        PlanRow.load,
+        "SELECT * FROM plans WHERE closure_id = ? AND step = ? ORDER BY id DESC LIMIT 1",
+        [closure_id, step],
+    )
+
+
+# --- step progress -------------------------------------------------------------------------
+
+
+def get_step(db: Database, closure_id: str, step: str) -> StepRow:
+    row = fetch_one(
+        db,
+        StepRow.load,
+        "SELECT * FROM steps WHERE closure_id = ? AND step = ?",
+        [closure_id, step],
+    )
+    return row if row is not None else StepRow(closure_id, step)
+
+
+def steps_of(db: Database, closure_id: str) -> dict[str, StepRow]:
+    rows = fetch(db, StepRow.load, "SELECT * FROM steps WHERE closure_id = ?", [closure_id])
+    return {r.step: r for r in rows}
+
+
+def update_step(db: Database, closure_id: str, step: str, **fields: Unpack[StepFields]) -> None:
+    """Upsert the step's progress row with the given columns."""
+    values: dict[str, Any] = dict(fields)
+    if "remaining" in values:
+        remaining = values["remaining"]
+        values["remaining"] = None if remaining is None else json.dumps(list(remaining))
+    columns = ["closure_id", "step", *values]
+    updates = ", ".join(f"{c} = excluded.{c}" for c in values) or "step = excluded.step"
+    with db.atomic():
+        db.execute(
+            f"INSERT INTO steps ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+            f" ON CONFLICT (closure_id, step) DO UPDATE SET {updates}",
+            [closure_id, step, *values.values()],
+        )

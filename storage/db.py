@@ -1,13 +1,57 @@
-"""Opening the database: pragmas that make it durable, and the schema migrations."""
+"""Opening the database: pragmas that make it durable, the schema migrations, transactions, and
+reading rows into the frozen dataclasses each table family defines."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import sqlite3
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 from sqlite_utils import Database, Migrations
 
 migrations = Migrations("close-account-bot")
+R = TypeVar("R")
+
+
+class StorageError(Exception):
+    """Something the schema refused; each kind says what in its own subclass."""
+
+
+@contextlib.contextmanager
+def transaction(db: Database) -> Iterator[None]:
+    """One transaction around several storage calls (each is one otherwise); never await in it."""
+    with db.atomic():
+        yield
+
+
+def fetch(
+    db: Database,
+    make: Callable[[Mapping[str, Any]], R],
+    sql: str,
+    params: Sequence[Any] = (),
+) -> list[R]:
+    """Rows of `sql` as `make` builds them from a column -> value mapping."""
+    cursor = db.execute(sql, list(params))
+    names = [d[0] for d in cursor.description]
+    return [make(dict(zip(names, values, strict=True))) for values in cursor.fetchall()]
+
+
+def fetch_one(
+    db: Database,
+    make: Callable[[Mapping[str, Any]], R],
+    sql: str,
+    params: Sequence[Any] = (),
+) -> R | None:
+    rows = fetch(db, make, sql, params)
+    return rows[0] if rows else None
+
+
+def loads(text: str | None, default: Any) -> Any:
+    """A JSON column's value (`default` when NULL)."""
+    return default if text is None else json.loads(text)
 
 
 @migrations()
@@ -203,3 +247,51 @@ def m006_request_index(db: Database) -> None:
     db.executescript(
         "CREATE INDEX IF NOT EXISTS requests_by_closure ON requests(closure_id, step);"
     )
+
+
+@migrations()
+def m007_typed_columns(db: Database) -> None:
+    """Flags that change behaviour leave the JSON columns for columns of their own: the closure's
+    display name, pending plan changes, disable-sync and rollback requests; a step's outstanding
+    admin work and whether it deleted the bot's own access. Stored blockers get codes."""
+    db.executescript(
+        """
+        ALTER TABLE closures ADD COLUMN display_name TEXT;
+        ALTER TABLE closures ADD COLUMN changes TEXT;
+        ALTER TABLE closures ADD COLUMN sync_action INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE closures ADD COLUMN rollback_requester TEXT;
+        UPDATE closures SET
+            display_name = json_extract(extra, '$.display_name'),
+            changes = json_extract(extra, '$.changes'),
+            sync_action = coalesce(json_extract(extra, '$.sync_action'), 0) != 0,
+            rollback_requester = json_extract(extra, '$.rollback_requester');
+        ALTER TABLE closures DROP COLUMN extra;
+
+        ALTER TABLE steps ADD COLUMN remaining TEXT;
+        ALTER TABLE steps ADD COLUMN access_gone INTEGER NOT NULL DEFAULT 0;
+        UPDATE steps SET
+            remaining = json_extract(detail, '$.remaining'),
+            access_gone = coalesce(json_extract(detail, '$.own_app_gone'), 0) != 0;
+        ALTER TABLE steps DROP COLUMN detail;
+        """
+    )
+    # Blockers were stored as text; step 1's directory-sync blocker is the one code acted on.
+    for plan_id, content in db.execute("SELECT id, content FROM plans").fetchall():
+        plan = json.loads(content)
+        blockers = plan.get("blockers") or []
+        if not any(isinstance(b, str) for b in blockers):
+            continue
+        plan["blockers"] = [
+            b
+            if not isinstance(b, str)
+            else {
+                "code": "directory_sync_on"
+                if b.startswith("Directory synchronization")
+                else "recorded_before_codes",
+                "text": b,
+            }
+            for b in blockers
+        ]
+        db.execute(
+            "UPDATE plans SET content = ? WHERE id = ?", [json.dumps(plan, sort_keys=True), plan_id]
+        )

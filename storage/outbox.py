@@ -3,11 +3,40 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sqlite_utils import Database
 
-from storage.closures import Row, _rows
+from storage.db import fetch, loads
+
+
+@dataclass(frozen=True)
+class PostRow:
+    """A queued thread post; `ts` once Slack took it, `sending_at` while it may have."""
+
+    id: int
+    closure_id: str
+    step: str | None
+    kind: str
+    text: str
+    blocks: list[dict[str, Any]] | None
+    metadata: dict[str, Any] | None
+    request_id: int | None
+    created_at: float
+    sending_at: float | None
+    ts: str | None
+
+    @staticmethod
+    def load(row: Mapping[str, Any]) -> PostRow:
+        return PostRow(
+            **{
+                **row,
+                "blocks": loads(row["blocks"], None),
+                "metadata": loads(row["metadata"], None),
+            }
+        )
 
 
 def enqueue(
@@ -42,17 +71,13 @@ def enqueue(
     return post_id
 
 
-def pending(db: Database, closure_id: str) -> list[Row]:
-    rows = _rows(
-        db.execute(
-            "SELECT * FROM outbox WHERE closure_id = ? AND ts IS NULL ORDER BY id", [closure_id]
-        )
+def pending(db: Database, closure_id: str) -> list[PostRow]:
+    return fetch(
+        db,
+        PostRow.load,
+        "SELECT * FROM outbox WHERE closure_id = ? AND ts IS NULL ORDER BY id",
+        [closure_id],
     )
-    for row in rows:
-        for key in ("blocks", "metadata"):
-            if isinstance(row[key], str):
-                row[key] = json.loads(row[key])
-    return rows
 
 
 def mark_sending(db: Database, post_id: int, at: float) -> None:

@@ -62,7 +62,7 @@ from sqlite_utils import Database
 from bot.world import ADMIN, APPROVERS, CHANNEL, World
 from simulator.microsoft.server import RequestRecord
 from simulator.slack.server import SimMessage, SlashResult
-from statemachine.closure import STEPS
+from statemachine.steps import names as step_names
 from storage.approvals import request_at
 from storage.audit import trail
 from storage.closures import latest_closure_for
@@ -576,7 +576,7 @@ class CrashHarness:
 
     def _audited(self, event_id: str) -> bool:
         return self._query(
-            lambda db: any(r["event_id"] == event_id for r in trail(db, self.world.tenant.name)),
+            lambda db: any(r.event_id == event_id for r in trail(db, self.world.tenant.name)),
             False,
         )
 
@@ -585,7 +585,7 @@ class CrashHarness:
 
         def state(db: Database) -> str | None:
             row = latest_closure_for(db, self.world.tenant.name)
-            return None if row is None else str(row["state"])
+            return None if row is None else str(row.state)
 
         return self._query(state, None)
 
@@ -643,7 +643,7 @@ class CrashHarness:
         appeared, so that kill points can land while the bot waits on the admin."""
         tenant, slack = self.world.tenant, self.world.slack
         polls: Counter[str] = Counter()
-        enough = {step: asyncio.Event() for step in STEPS}
+        enough = {step: asyncio.Event() for step in step_names()}
         posted_for: set[str] = set()
         openid = f"/{tenant.tenant_id}/v2.0/.well-known/openid-configuration"
 
@@ -693,7 +693,7 @@ class CrashHarness:
                 tenant.delete_tenant()
 
 
-ORDER = (*STEPS, "closed")
+ORDER = (*step_names(), "closed")
 
 
 def _later(step: str | None, than: str) -> bool:
@@ -702,7 +702,7 @@ def _later(step: str | None, than: str) -> bool:
 
 def _checklist_step(text: str) -> str:
     number = int(text.split(",", 1)[0].removeprefix("Step ").strip())
-    return STEPS[number - 1]
+    return step_names()[number - 1]
 
 
 # --- invariants ---------------------------------------------------------------------------------
@@ -783,7 +783,7 @@ def check_invariants(harness: CrashHarness) -> dict[str, list[str]]:
     # No destructive Graph request for a step before that step's quorum-completing vote: the
     # moment its reaction appeared on the request (the bot may learn of it from the event or by
     # reading the message's reactions back).
-    approved = {r["step"]: r["plan_hash"] for r in rows if r["action"] == "approve"}
+    approved = {r.step: r.plan_hash for r in rows if r.action == "approve"}
     marks: dict[str, int] = {}
     by_request: dict[str, list[VoteRecord]] = {}
     for vote in harness.votes:
@@ -807,15 +807,9 @@ def check_invariants(harness: CrashHarness) -> dict[str, list[str]]:
     # Every acknowledged vote is in the audit trail: as a vote with its event ID, or, when the
     # bot read it back from the message's reactions before Slack redelivered the event, as a
     # reconciled vote (the redelivery is then recorded under its event ID too).
-    audited = {
-        (r["event_id"], r["actor"], r["step"], r["plan_hash"])
-        for r in rows
-        if r["action"] == "vote"
-    }
-    reconciled = {
-        (r["actor"], r["step"], r["plan_hash"]) for r in rows if r["action"] == "vote_reconciled"
-    }
-    recorded_events = {r["event_id"] for r in rows if r["event_id"]}
+    audited = {(r.event_id, r.actor, r.step, r.plan_hash) for r in rows if r.action == "vote"}
+    reconciled = {(r.actor, r.step, r.plan_hash) for r in rows if r.action == "vote_reconciled"}
+    recorded_events = {r.event_id for r in rows if r.event_id}
     out["votes_audited"] = [
         f"{v.user}'s vote {v.event_id} on {v.step} ({v.ts}) is not in the audit trail"
         for v in harness.votes
@@ -848,9 +842,9 @@ def check_invariants(harness: CrashHarness) -> dict[str, list[str]]:
 
     # Every state transition is in the audit trail: an unbroken chain start -> closed that
     # includes every state the status message showed.
-    chain = [r["detail"] for r in rows if "from" in r["detail"] and "to" in r["detail"]]
+    chain = [r.detail for r in rows if "from" in r.detail and "to" in r.detail]
     broken = []
-    expected = f"{STEPS[0]}.planning"
+    expected = f"{step_names()[0]}.planning"
     for link in chain:
         if link["from"] != expected:
             broken.append(f"transition {link['from']} -> {link['to']} after {expected}")
@@ -874,10 +868,9 @@ def check_invariants(harness: CrashHarness) -> dict[str, list[str]]:
         for p in (m.metadata["event_payload"] for m in requests if m.metadata)
     )
     renewed = {
-        (r["step"], r["plan_hash"])
+        (r.step, r.plan_hash)
         for r in rows
-        if r["action"] == "veto"
-        or (r["action"] == "replan" and r["detail"].get("why") == "expired")
+        if r.action == "veto" or (r.action == "replan" and r.detail.get("why") == "expired")
     }
     out["one_request_per_plan"] = [
         f"{n} approval requests for {step} plan {h[:12]}"

@@ -22,7 +22,7 @@ async def test_abort_while_the_step_gets_ready_sends_no_delete(world: World) -> 
         row = closures_db.get_closure(runner.db, closure_id)
         task = asyncio.current_task()
         in_drive = task is not None and task.get_name().startswith("closure-")
-        if row and row["state"] == "delete_users.executing" and in_drive and not at_abort:
+        if row and row.state == "delete_users.executing" and in_drive and not at_abort:
             await runner.abort(world.tenant.name, ADMIN, "wrong tenant")
             at_abort.append(len(world.tenant.users))
 

@@ -23,7 +23,7 @@ async def test_requester_and_non_approvers_do_not_count(make_world: MakeWorld) -
     assert world.state() == "delete_users.awaiting_approval"
     assert not [r for r in world.microsoft.requests if r.method == "DELETE"]
     assert world.service is not None
-    actions = [row["action"] for row in audit.trail(world.service.db, world.tenant.name)]
+    actions = [row.action for row in audit.trail(world.service.db, world.tenant.name)]
     assert actions.count("vote_ignored") == 2 and actions.count("vote") == 1
 
 
@@ -64,7 +64,7 @@ async def test_distinct_approvers_up_to_quorum(make_world: MakeWorld) -> None:
     assert world.service is not None
     req = requests_db.request_at(world.service.db, request.channel, request.ts)
     assert req is not None
-    assert len(requests_db.votes_for(world.service.db, req["id"])) == 1
+    assert len(requests_db.votes_for(world.service.db, req.id)) == 1
     assert world.state() == "delete_users.awaiting_approval"
 
 
@@ -114,7 +114,7 @@ async def test_retry_of_an_event_never_processed_counts_once(world: World) -> No
     await world.slack.wait_for(lambda _: "Approvals: 1/2" in world.status_text())
     assert world.service is not None
     trail = audit.trail(world.service.db, world.tenant.name)
-    assert sum(r["action"] == "vote" for r in trail) == 1
+    assert sum(r.action == "vote" for r in trail) == 1
 
 
 async def test_withdrawal_after_the_step_started_changes_nothing(world: World) -> None:
@@ -134,9 +134,9 @@ async def test_withdrawal_after_the_step_started_changes_nothing(world: World) -
     assert world.service is not None
     db = world.service.db
     await world.slack.wait_for(
-        lambda _: any(r["action"] == "withdrawal_ignored" for r in audit.trail(db, "contoso"))
+        lambda _: any(r.action == "withdrawal_ignored" for r in audit.trail(db, "contoso"))
     )
     req = requests_db.request_at(db, request.channel, request.ts)
-    assert req is not None and req["status"] == "approved"
-    assert len(requests_db.votes_for(db, req["id"])) == 2
+    assert req is not None and req.status == "approved"
+    assert len(requests_db.votes_for(db, req.id)) == 2
     assert world.state() == "cancel_subscriptions.awaiting_approval"

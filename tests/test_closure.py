@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.world import APPROVERS, World
 from simulator.microsoft.server import RequestRecord
-from statemachine.closure import STEPS
+from statemachine.steps import names as step_names
 
 
 def writes_for(world: World, step: str) -> list[RequestRecord]:
@@ -29,7 +29,7 @@ async def test_whole_closure_only_acts_after_each_quorum(world: World) -> None:
     """Every step waits for its quorum before any write, and the tenant ends deleted."""
     world.script_admin()
     assert "started" in await world.command(world.tenant.name)
-    for step in STEPS:
+    for step in step_names():
         request = await world.wait_request(step)
         await world.vote(request, APPROVERS[0])
         await world.slack.wait_for(lambda _: "Approvals: 1/2" in world.status_text())

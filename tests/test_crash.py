@@ -37,7 +37,7 @@ from typing import Any
 import pytest
 
 from bot.world import APPROVERS, World
-from statemachine.closure import STEPS
+from statemachine.steps import names as step_names
 from tests import crashkit
 from tests.conftest import MakeWorld
 from tests.crashkit import (
@@ -114,7 +114,7 @@ def catalogue(world: World) -> list[Family]:
         seen_in: str | None = None,
     ) -> None:
         """`seen_in`: the step the database shows when the event happens, if not `step`."""
-        no = STEPS.index(step) + 1
+        no = step_names().index(step) + 1
 
         def make(choice: tuple[int, bool]) -> KillPoint:
             nth, drop = choice
@@ -124,7 +124,7 @@ def catalogue(world: World) -> list[Family]:
         choices = [(n, d) for n in nths for d in drops]
         families.append(Family(key, step, choices, make, required))
 
-    for no, step in enumerate(STEPS, start=1):
+    for no, step in enumerate(step_names(), start=1):
         if step == "delete_users":
             add("status message posted", step, posted("close_account_status"))
             add("planning reads users", step, _in(f"{step}.planning", graph("GET", "/v1.0/users")))
@@ -214,7 +214,7 @@ def catalogue(world: World) -> list[Family]:
                 required=True,
             )
         # The step's last reply goes out after the transition: the database is a step further.
-        after = STEPS[no] if no < len(STEPS) else "closed"
+        after = step_names()[no] if no < len(step_names()) else "closed"
         add("'verified' reply posted", step, posted(text=f"Step {no} ("), seen_in=after)
         if step == "delete_directory":
             add("'closed' reply posted", step, posted(text=":checkered_flag:"), seen_in=after)
@@ -254,7 +254,7 @@ def seeded_points(families: list[Family], rng: random.Random, extra: int = 3) ->
     """Per step: the required families and `extra` others, in closure order, each at a random
     occurrence; known-bug families are left out (they have their own tests)."""
     points = []
-    for step in STEPS:
+    for step in step_names():
         pool = [
             f
             for f in families

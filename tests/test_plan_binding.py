@@ -47,7 +47,7 @@ async def test_unanswered_request_expires_and_is_replaced(make_world: MakeWorld)
     assert world.state() == "delete_users.awaiting_approval"
     assert world.service is not None
     trail = audit.trail(world.service.db, world.tenant.name)
-    assert any(r["action"] == "replan" and r["detail"].get("why") == "expired" for r in trail)
+    assert any(r.action == "replan" and r.detail.get("why") == "expired" for r in trail)
     assert second.ts != first.ts
 
 
@@ -66,7 +66,7 @@ async def test_reminders_name_who_is_still_needed(make_world: MakeWorld) -> None
     assert f"<@{APPROVERS[0]}>" not in reminder.text
     assert world.service is not None
     posted = sum("Reminder" in m.text for m in world.slack.messages)
-    logged = sum(r["action"] == "reminder" for r in audit.trail(world.service.db, "contoso"))
+    logged = sum(r.action == "reminder" for r in audit.trail(world.service.db, "contoso"))
     assert logged >= posted >= 1
 
 
@@ -79,5 +79,5 @@ async def test_simultaneous_quorum_votes_start_the_step_once(make_world: MakeWor
     await world.wait_state("cancel_subscriptions.awaiting_approval")
     assert world.service is not None
     trail = audit.trail(world.service.db, world.tenant.name)
-    assert sum(r["action"] == "approve" and r["step"] == "delete_users" for r in trail) == 1
+    assert sum(r.action == "approve" and r.step == "delete_users" for r in trail) == 1
     assert sum("Step 1 approved" in m.text for m in world.slack.messages) == 1

@@ -32,7 +32,7 @@ async def test_rollback_after_step_1_restores_every_user(world: World) -> None:
     assert await world.wait_state("rolled_back") == "rolled_back"
     assert set(world.tenant.users) == before
     assert world.service is not None
-    actions = [r["action"] for r in audit.trail(world.service.db, world.tenant.name)]
+    actions = [r.action for r in audit.trail(world.service.db, world.tenant.name)]
     assert "start_rollback" in actions and actions[-1] == "verified"
 
 

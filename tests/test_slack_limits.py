@@ -20,7 +20,7 @@ from simulator.slack.limits import (
 )
 from simulator.slack.server import SlackSimulator
 from simulator.slack.webapi import METHODS
-from statemachine.closure import STEPS
+from statemachine.steps import names as step_names
 from storage.audit import trail
 from storage.db import open_db
 from tests.conftest import MakeWorld
@@ -120,10 +120,10 @@ async def test_a_vote_is_answered_within_3s_while_slack_rate_limits_status_edits
     assert (result.status, result.timed_out) == (200, False)
     db = open_db(world.settings().storage_path)
     try:
-        votes = [r for r in trail(db, world.tenant.name) if r["action"] == "vote"]
+        votes = [r for r in trail(db, world.tenant.name) if r.action == "vote"]
     finally:
         db.conn.close()
-    assert [(v["actor"], v["event_id"]) for v in votes] == [(APPROVERS[0], result.event_id)]
+    assert [(v.actor, v.event_id) for v in votes] == [(APPROVERS[0], result.event_id)]
     assert "Approvals: 1/2" not in world.status_text()
     clock.now += 60  # Slack's minute is up
     await world.slack.wait_for(lambda _: "Approvals: 1/2" in world.status_text(), timeout=10)
@@ -163,7 +163,7 @@ async def test_a_whole_closure_finishes_under_slacks_rate_limits(make_world: Mak
     world.script_admin()
     assert "started" in await world.command(world.tenant.name)
     answers = []
-    for step in STEPS:
+    for step in step_names():
         request = await world.wait_request(step, timeout=60)
         for user in APPROVERS[:2]:
             answers.append(
@@ -172,7 +172,7 @@ async def test_a_whole_closure_finishes_under_slacks_rate_limits(make_world: Mak
                 )
             )
     assert await world.wait_state("closed", timeout=120) == "closed"
-    assert [(a.status, a.timed_out) for a in answers] == [(200, False)] * 2 * len(STEPS)
+    assert [(a.status, a.timed_out) for a in answers] == [(200, False)] * 2 * len(step_names())
     assert limits.limited, "Slack never had to refuse a call: the test shows nothing"
 
 

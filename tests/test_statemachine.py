@@ -8,7 +8,6 @@ from transitions import MachineError
 from statemachine import approvals as rules
 from statemachine.closure import (
     PHASES,
-    STEPS,
     Closure,
     all_states,
     attach,
@@ -17,7 +16,8 @@ from statemachine.closure import (
     mermaid,
     next_state_after,
 )
-from statemachine.plan import Item, Plan, diff, plan_hash
+from statemachine.plan import Blocker, Item, Plan, diff, plan_hash
+from statemachine.steps import names as step_names
 
 
 def closure(state: str = "delete_users.planning") -> Closure:
@@ -28,7 +28,7 @@ def tally(*votes: tuple[str, str], quorum: int = 2, plan: str = "h") -> rules.Ta
     return rules.tally(
         [rules.Vote(u, k, plan) for u, k in votes],  # type: ignore[arg-type]
         approvers=["U1", "U2", "U3", "U0REQ"],
-        requester="U0REQ",
+        requesters=("U0REQ",),
         quorum=quorum,
         plan_hash="h",
     )
@@ -37,7 +37,7 @@ def tally(*votes: tuple[str, str], quorum: int = 2, plan: str = "h") -> rules.Ta
 def test_state_names_are_the_contracts() -> None:
     """Every <step>.<phase> of the contract exists, plus closed and aborted."""
     states = set(all_states())
-    for step in STEPS:
+    for step in step_names():
         for phase in PHASES:
             assert f"{step}.{phase}" in states
     assert {"closed", "aborted"} <= states
@@ -68,8 +68,8 @@ def test_requester_and_strangers_never_count() -> None:
     t = tally(("U0REQ", "approve"), ("U9", "approve"), ("U1", "approve"))
     assert t.approvals == ("U1",)
     assert not t.met
-    assert rules.refusal("U0REQ", approvers=["U0REQ"], requester="U0REQ") is not None
-    assert rules.refusal("U9", approvers=["U1"], requester="U0REQ") is not None
+    assert rules.voter_refusal("U0REQ", approvers=["U0REQ"], requesters=("U0REQ",)) is not None
+    assert rules.voter_refusal("U9", approvers=["U1"], requesters=("U0REQ",)) is not None
 
 
 def test_votes_for_another_plan_do_not_count() -> None:
@@ -77,7 +77,7 @@ def test_votes_for_another_plan_do_not_count() -> None:
     t = rules.tally(
         [rules.Vote("U1", "approve", "old"), rules.Vote("U2", "approve", "new")],
         approvers=["U1", "U2"],
-        requester="R",
+        requesters=("R",),
         quorum=2,
         plan_hash="new",
     )
@@ -140,8 +140,11 @@ def test_plan_hash_changes_only_with_the_inventory() -> None:
 
 def test_plan_round_trips_through_dict() -> None:
     """A stored plan reads back with the same hash."""
-    plan = Plan("s", "t", (Item("user", "1", "a", {"userType": "Guest"}),), ("x",), ("do",))
+    plan = Plan(
+        "s", "t", (Item("user", "1", "a", {"userType": "Guest"}),), (Blocker("c", "x"),), ("do",)
+    )
     assert Plan.from_dict(plan.as_dict()).hash == plan.hash
+    assert Plan.from_dict(plan.as_dict()).blockers == plan.blockers
 
 
 def test_durations_read_well_in_slack() -> None:

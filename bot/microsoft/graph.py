@@ -43,6 +43,13 @@ class Response:
     def ok(self) -> bool:
         return 200 <= self.status < 300
 
+    def error_text(self) -> str:
+        """'403 Authorization_RequestDenied: message' as Graph reported it, or the status."""
+        error = self.body.get("error") if isinstance(self.body, dict) else None
+        if isinstance(error, dict):
+            return f"{self.status} {error.get('code', '')}: {error.get('message', '')}"
+        return str(self.status)
+
 
 @dataclass(frozen=True)
 class BatchRequest:

@@ -1,0 +1,133 @@
+"""Step 1, delete users: every user but the retained Global Administrator (a soft delete, which
+its undo restores until step 5 purges them)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from bot.microsoft.graph import BatchRequest
+from bot.microsoft.steps import disable_sync
+from bot.microsoft.steps.base import BATCH, Progress, Step, StepContext, batched, deletes
+from bot.microsoft.tenant import StepError, Tenant, facts, global_admins, list_users
+from statemachine.plan import Blocker, Item, Plan
+
+DELETED_USERS = "/directory/deletedItems/microsoft.graph.user"
+RETAINED_MISSING = "retained_missing"
+RETAINED_NOT_ADMIN = "retained_not_admin"
+
+
+class RestoreUsers:
+    """Undo: restore the deleted users that are still in the recycle bin."""
+
+    kinds = frozenset({"restore_user"})
+
+    async def plan(
+        self, tenant: Tenant, done: Plan
+    ) -> tuple[list[Item], list[str], dict[str, Any]]:
+        deleted = {str(u["id"]) for u in await tenant.graph.get_all(DELETED_USERS)}
+        active = {str(u["id"]) for u in await tenant.graph.get_all("/users?$select=id&$top=999")}
+        items: list[Item] = []
+        gone: list[str] = []
+        for user in done.of_kind("user"):
+            if user.id in deleted:
+                items.append(Item("restore_user", user.id, user.name))
+            elif user.id not in active:
+                gone.append(user.name)
+        return items, [], {"gone_users": gone}
+
+    async def execute(
+        self, tenant: Tenant, items: Sequence[Item], progress: Progress, start: int
+    ) -> None:
+        """Restore in `$batch`; a user already gone for good is not a failure."""
+        for offset in range(start, len(items), BATCH):
+            await progress(offset, len(items))  # also the check that the closure still runs
+            part = items[offset : offset + BATCH]
+            requests = [
+                BatchRequest(str(i), "POST", f"/directory/deletedItems/{u.id}/restore", {})
+                for i, u in enumerate(part)
+            ]
+            results = await tenant.graph.batch(requests, ok_statuses=(404,))
+            for index, user in enumerate(part):
+                resp = results[str(index)]
+                if not resp.ok and resp.status != 404:
+                    raise StepError(f"restoring {user.name}: {resp.error_text()}")
+            await progress(offset + len(part), len(items))
+
+    async def outstanding(self, tenant: Tenant, items: Sequence[Item]) -> list[str]:
+        return []
+
+    async def verify(self, tenant: Tenant, items: Sequence[Item]) -> list[str]:
+        if not items:
+            return []
+        active = {str(u["id"]) for u in await tenant.graph.get_all("/users?$select=id&$top=999")}
+        deleted = {str(u["id"]) for u in await tenant.graph.get_all(DELETED_USERS)}
+        missing = [u.name for u in items if u.id not in active and u.id in deleted]
+        return [f"{len(missing)} users are still deleted, e.g. {missing[0]}"] if missing else []
+
+
+class DeleteUsers(Step):
+    name = "delete_users"
+    undo = RestoreUsers()
+    preparation = disable_sync.STEP
+    clears = disable_sync.SYNC_ON
+
+    async def plan(self, ctx: StepContext) -> Plan:
+        tenant, org = ctx.tenant, ctx.org
+        users = await list_users(tenant)
+        retain = tenant.retained()
+        admins = await global_admins(tenant)
+        present = {str(u.get("userPrincipalName", "")).lower() for u in users}
+        blockers = []
+        for upn in sorted(retain):
+            if upn not in present:
+                blockers.append(
+                    Blocker(
+                        RETAINED_MISSING,
+                        f"The retained account {upn} does not exist. Fix: correct `retain` in the"
+                        " config, or create the account and make it a Global Administrator.",
+                    )
+                )
+            elif upn not in admins:
+                blockers.append(
+                    Blocker(
+                        RETAINED_NOT_ADMIN,
+                        f"The retained account {upn} holds no active Global Administrator"
+                        " assignment. Fix: Entra admin center > Roles & admins > Global"
+                        " Administrator > Add assignments (active, not eligible), then `retry`.",
+                    )
+                )
+        if org["sync_enabled"]:
+            blockers.append(disable_sync.blocker())
+        items = tuple(
+            Item(
+                "user",
+                str(u["id"]),
+                str(u.get("userPrincipalName", "")),
+                {"userType": u.get("userType") or "Member"},
+            )
+            for u in users
+            if str(u.get("userPrincipalName", "")).lower() not in retain
+        )
+        return Plan(self.name, tenant.tenant_id, items, tuple(blockers), facts=facts(dict(org)))
+
+    async def execute(self, ctx: StepContext, plan: Plan, progress: Progress, start: int) -> None:
+        paths = [f"/users/{i.id}" for i in plan.of_kind("user")]
+        refusals = await batched(ctx.tenant, deletes(paths), progress, start)
+        if refusals:
+            raise StepError(f"{len(refusals)} deletes refused; first: {refusals[0].text('delete')}")
+
+    async def verify(self, ctx: StepContext, plan: Plan) -> list[str]:
+        retain = ctx.tenant.retained()
+        left = [str(u.get("userPrincipalName")) for u in await list_users(ctx.tenant)]
+        extra = [u for u in left if u.lower() not in retain]
+        problems = [f"{len(extra)} users still exist, e.g. {', '.join(extra[:3])}"] if extra else []
+        missing = retain - {u.lower() for u in left}
+        if missing:
+            problems.append(f"retained accounts missing: {', '.join(sorted(missing))}")
+        if problems:
+            raise StepError("verification failed: " + "; ".join(problems))
+        return []
+
+
+STEP = DeleteUsers()

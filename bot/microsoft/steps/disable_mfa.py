@@ -1,0 +1,190 @@
+"""Step 4, disable multi-factor authentication: security defaults, conditional access policies
+that require MFA, per-user MFA. Its undo puts each setting back to the state its plan recorded."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from bot.microsoft.graph import GraphError
+from bot.microsoft.steps.base import Progress, Step, StepContext
+from bot.microsoft.tenant import StepError, Tenant, facts, list_users
+from statemachine.plan import Item, Plan
+
+SECURITY_DEFAULTS = "/policies/identitySecurityDefaultsEnforcementPolicy"
+CA_POLICIES = "/identity/conditionalAccess/policies"
+# What each undo item puts back, and the step 4 item it undoes.
+RESTORES = {
+    "restore_security_defaults": "security_defaults",
+    "restore_ca_policy": "ca_policy",
+    "restore_per_user_mfa": "per_user_mfa",
+}
+
+
+def _requirements(user_id: str) -> str:
+    return f"/users/{user_id}/authentication/requirements"
+
+
+async def _mfa_items(tenant: Tenant) -> list[Item]:
+    items: list[Item] = []
+    defaults = await tenant.graph.get(SECURITY_DEFAULTS)
+    if defaults.get("isEnabled"):
+        items.append(Item("security_defaults", "security_defaults", "Security defaults"))
+    for policy in await tenant.graph.get_all(CA_POLICIES):
+        controls = (policy.get("grantControls") or {}).get("builtInControls") or []
+        if "mfa" in controls and policy.get("state") != "disabled":
+            items.append(
+                Item(
+                    "ca_policy",
+                    str(policy["id"]),
+                    str(policy.get("displayName", "")),
+                    {"state": policy.get("state")},
+                )
+            )
+    for user in await list_users(tenant):
+        body = await tenant.graph.get(_requirements(user["id"]), beta=True)
+        state = body.get("perUserMfaState")
+        if state and state != "disabled":
+            items.append(
+                Item(
+                    "per_user_mfa",
+                    str(user["id"]),
+                    str(user.get("userPrincipalName", "")),
+                    {"perUserMfaState": state},
+                )
+            )
+    return items
+
+
+async def _live(tenant: Tenant, items: Sequence[Item]) -> dict[tuple[str, str], Any]:
+    """The current value of every MFA setting among `items` (step 4's kinds)."""
+    graph = tenant.graph
+    live: dict[tuple[str, str], Any] = {}
+    if any(i.kind == "security_defaults" for i in items):
+        live[("security_defaults", "security_defaults")] = (await graph.get(SECURITY_DEFAULTS)).get(
+            "isEnabled"
+        )
+    if any(i.kind == "ca_policy" for i in items):
+        for policy in await graph.get_all(CA_POLICIES):
+            live[("ca_policy", str(policy["id"]))] = policy.get("state")
+    for item in items:
+        if item.kind == "per_user_mfa":
+            body = await graph.get(_requirements(item.id), beta=True)
+            live[("per_user_mfa", item.id)] = body.get("perUserMfaState")
+    return live
+
+
+class RestoreMfa:
+    """Undo: every MFA setting step 4 changed, back to its recorded state."""
+
+    kinds = frozenset(RESTORES)
+
+    async def plan(
+        self, tenant: Tenant, done: Plan
+    ) -> tuple[list[Item], list[str], dict[str, Any]]:
+        live = await _live(tenant, done.items)
+        items: list[Item] = []
+        for item in done.items:
+            now = live.get((item.kind, item.id))
+            if item.kind == "security_defaults" and now is False:
+                items.append(Item("restore_security_defaults", item.id, item.name))
+            elif item.kind == "ca_policy" and now is not None and now != item.detail["state"]:
+                items.append(
+                    Item("restore_ca_policy", item.id, item.name, {"state": item.detail["state"]})
+                )
+            elif item.kind == "per_user_mfa" and now != item.detail["perUserMfaState"]:
+                items.append(
+                    Item(
+                        "restore_per_user_mfa",
+                        item.id,
+                        item.name,
+                        {"perUserMfaState": item.detail["perUserMfaState"]},
+                    )
+                )
+        return items, [], {}
+
+    async def execute(
+        self, tenant: Tenant, items: Sequence[Item], progress: Progress, start: int
+    ) -> None:
+        for index, item in enumerate(items):
+            await progress(index, len(items))
+            if item.kind == "restore_security_defaults":
+                await tenant.graph.patch(SECURITY_DEFAULTS, {"isEnabled": True})
+            elif item.kind == "restore_ca_policy":
+                await tenant.graph.patch(
+                    f"{CA_POLICIES}/{item.id}", {"state": item.detail["state"]}
+                )
+            elif item.kind == "restore_per_user_mfa":
+                await tenant.graph.patch(
+                    _requirements(item.id),
+                    {"perUserMfaState": item.detail["perUserMfaState"]},
+                    beta=True,
+                )
+            await progress(index + 1, len(items))
+
+    async def outstanding(self, tenant: Tenant, items: Sequence[Item]) -> list[str]:
+        return []
+
+    async def verify(self, tenant: Tenant, items: Sequence[Item]) -> list[str]:
+        if not items:
+            return []
+        live = await _live(tenant, [Item(RESTORES[i.kind], i.id, i.name) for i in items])
+        problems = []
+        for item in items:
+            key = (RESTORES[item.kind], item.id)
+            if item.kind == "restore_security_defaults":
+                ok = live.get(key) is True
+            elif item.kind == "restore_ca_policy":
+                ok = live.get(key) == item.detail["state"]
+            else:
+                ok = live.get(key) == item.detail["perUserMfaState"]
+            if not ok:
+                problems.append(f"{item.name} is not back to its recorded state")
+        return problems
+
+
+class DisableMfa(Step):
+    name = "disable_mfa"
+    undo = RestoreMfa()
+
+    async def plan(self, ctx: StepContext) -> Plan:
+        items = await _mfa_items(ctx.tenant)
+        checklist = (
+            "If the tenant still uses a legacy MFA provider, delete it: Entra admin center >"
+            " Protection > Multifactor authentication > Providers (no API exists for this).",
+        )
+        return Plan(
+            self.name, ctx.tenant.tenant_id, tuple(items), (), checklist, facts(dict(ctx.org))
+        )
+
+    async def execute(self, ctx: StepContext, plan: Plan, progress: Progress, start: int) -> None:
+        actions: list[tuple[str, str, dict[str, Any], bool]] = []
+        for item in plan.items:
+            if item.kind == "security_defaults":
+                actions.append(("PATCH", SECURITY_DEFAULTS, {"isEnabled": False}, False))
+            elif item.kind == "ca_policy":
+                actions.append(("PATCH", f"{CA_POLICIES}/{item.id}", {"state": "disabled"}, False))
+            elif item.kind == "per_user_mfa":
+                actions.append(
+                    ("PATCH", _requirements(item.id), {"perUserMfaState": "disabled"}, True)
+                )
+        for index in range(start, len(actions)):
+            await progress(index, len(actions))  # also the check that the closure still runs
+            method, path, body, beta = actions[index]
+            try:
+                await ctx.tenant.graph.request(method, path, body=body, beta=beta)
+            except GraphError as exc:
+                if exc.status != 404:
+                    raise StepError(
+                        f"{method} {path}: {exc.status} {exc.code}: {exc.message}"
+                    ) from exc
+            await progress(index + 1, len(actions))
+
+    async def verify(self, ctx: StepContext, plan: Plan) -> list[str]:
+        still = [f"{i.name} is still on" for i in await _mfa_items(ctx.tenant)]
+        if still:
+            raise StepError("verification failed: " + "; ".join(still))
+        return []
+
+
+STEP = DisableMfa()
