@@ -20,6 +20,7 @@ import certifi
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
@@ -39,12 +40,14 @@ from bot.microsoft.partner import PartnerCenter
 from bot.microsoft.steps import Tenant
 from bot.microsoft.tokens import MsalTokens
 from bot.runner import Runner
+from bot.startup import Unreachable, check_credentials, check_slack, listen
 from storage.db import open_db
 from storage.lock import InstanceLock, acquire_instance_lock
 
 log = logging.getLogger("close_account_bot.service")
 SLACK_API = "https://slack.com/api/"
 SLACK_TIMEOUT = 30  # seconds per Slack Web API call, slack-sdk's own default
+SOCKET_CONNECT_TIMEOUT = 30  # seconds to open Socket Mode's websocket at start
 
 
 def ssl_context(ca_file: Path | None) -> ssl.SSLContext:
@@ -149,12 +152,18 @@ class Service:
 
 
 def build_web(service: Service) -> web.Application:
-    verifier = SignatureVerifier(service.settings.slack.signing_secret or "")
+    # Socket Mode has no signing secret (and slack-sdk refuses an empty one): its requests come
+    # over the websocket, and there is no /slack/events route below to verify.
+    secret = service.settings.slack.signing_secret
+    verifier = (
+        SignatureVerifier(secret) if secret and not service.settings.slack.app_token else None
+    )
 
     async def slack_events(request: web.Request) -> web.StreamResponse:
         # The signature is checked on the raw bytes before anything parses them, so a forged
         # or malformed body is a 401 (or 400), never a crash.
         body = await request.read()
+        assert verifier is not None  # the route exists only in HTTP mode, where config needs one
         try:
             valid = verifier.is_valid_request(body, dict(request.headers))
         except (ValueError, TypeError):
@@ -231,7 +240,11 @@ async def start_service(
     clock: Callable[[], float] = time.time,
     graph_backoff: float = 1.0,
 ) -> Service:
-    """Start the bot: HTTP server (and Socket Mode if configured), then resume closures."""
+    """Start the bot: HTTP server (and Socket Mode if configured), then resume closures.
+
+    Raises StartupError or ConfigError (the operator's to fix) and Unreachable (Slack did not
+    answer) with one line, having closed whatever it had opened."""
+    check_credentials(settings)  # a certificate that cannot work fails now, not mid-closure
     lock = acquire_instance_lock(settings.storage_path)  # exactly one instance per database
     try:
         return await _start(
@@ -284,19 +297,37 @@ async def _start(
     service = Service(
         settings, db, runner, app, session, client, slack_session, _bundle=bundle, _lock=lock
     )
+    try:
+        await _open(service, host, port)
+    except BaseException:
+        await service.stop()
+        raise
+    return service
+
+
+async def _open(service: Service, host: str, port: int) -> None:
+    """Check Slack, bind the port, connect Socket Mode, resume closures; then ready."""
+    settings, runner, app, client = service.settings, service.runner, service.app, service.client
+    await check_slack(client, settings)
     web_runner = web.AppRunner(build_web(service), access_log=None)
     await web_runner.setup()
-    site = web.TCPSite(web_runner, host, port)
-    await site.start()
     service.web_runner = web_runner
+    await listen(web_runner, host, port)
     bound = web_runner.addresses[0][1] if web_runner.addresses else port
     service.url = f"http://{host}:{bound}"
     if settings.slack.app_token:
         from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 
         handler = AsyncSocketModeHandler(app, settings.slack.app_token, web_client=client)
-        await handler.connect_async()  # type: ignore[no-untyped-call]
         service.socket_handler = handler
+        try:
+            async with asyncio.timeout(SOCKET_CONNECT_TIMEOUT):
+                await handler.connect_async()  # type: ignore[no-untyped-call]
+        except (TimeoutError, aiohttp.ClientError, OSError, SlackApiError) as exc:
+            raise Unreachable(
+                f"cannot open Slack's Socket Mode connection ({str(exc) or type(exc).__name__});"
+                " check that outgoing WSS to wss-primary.slack.com is allowed"
+            ) from None
     for problem in await runner.directory.resolve(
         [*settings.slack.admins, *(a for t in settings.tenants for a in t.approvers)]
     ):
@@ -304,11 +335,11 @@ async def _start(
     resumed = await runner.start()
     service.ready = True
     log.info("ready on %s; resumed %d open closures", service.url, resumed)
-    return service
 
 
-async def serve_forever(service: Service) -> None:
+async def serve_forever(service: Service, stop: asyncio.Event | None = None) -> None:
+    """Serve until `stop` is set (SIGINT or SIGTERM in `run`), then stop cleanly."""
     try:
-        await asyncio.Event().wait()
+        await (stop or asyncio.Event()).wait()
     finally:
         await service.stop()
