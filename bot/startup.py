@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 from collections.abc import Awaitable
 
 import aiohttp
 from aiohttp import web
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from bot.config import ConfigError, Settings
 from bot.microsoft.certificates import CertificateError, msal_credential
@@ -74,7 +76,7 @@ async def listen(runner: web.AppRunner, host: str, port: int) -> None:
             fix = "--host must be an address of this machine (0.0.0.0 for all)"
         else:
             fix = "check --host and --port"
-        reason = exc.strerror or str(exc)
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
         raise StartupError(f"cannot listen on {host}:{port}: {reason}; {fix}") from None
 
 
@@ -83,19 +85,47 @@ async def check_slack(client: AsyncWebClient, settings: Settings) -> None:
     where = settings.slack.api_url or "https://slack.com/api/"
     await _ask(client.auth_test(), "SLACK_BOT_TOKEN", "auth.test", where)
     if settings.slack.app_token:
-        # slack-sdk would otherwise retry a refused app token forever, logging each attempt.
-        await _ask(
+        # Bolt's handler would retry a refused token or a blocked websocket forever, logging a
+        # traceback each time: open one connection here first, and say in one line why not.
+        opened = await _ask(
             client.apps_connections_open(app_token=settings.slack.app_token),
             "SLACK_APP_TOKEN",
             "apps.connections.open",
             where,
         )
+        await _websocket(client, str(opened.get("url", "")))
 
 
-async def _ask(call: Awaitable[object], variable: str, method: str, where: str) -> None:
+async def _websocket(client: AsyncWebClient, url: str) -> None:
+    session = client.session or aiohttp.ClientSession()
+    try:
+        async with asyncio.timeout(SLACK_PROBE_TIMEOUT), session.ws_connect(url) as ws:
+            await ws.close()
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        raise Unreachable(
+            f"cannot open Slack's Socket Mode connection ({_reason(exc)}); allow outgoing WSS "
+            "to wss-primary.slack.com (port 443) through the firewall and proxy"
+        ) from None
+    finally:
+        if session is not client.session:
+            await session.close()
+
+
+def _reason(exc: BaseException) -> str:
+    """What went wrong in a few words, without aiohttp's object reprs."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"{exc.host}:{exc.port}: {exc.os_error.strerror or exc.os_error}"
+    if isinstance(exc, aiohttp.WSServerHandshakeError):
+        return f"the handshake was answered {exc.status} {exc.message}"
+    return str(exc) or type(exc).__name__
+
+
+async def _ask(
+    call: Awaitable[AsyncSlackResponse], variable: str, method: str, where: str
+) -> AsyncSlackResponse:
     try:
         async with asyncio.timeout(SLACK_PROBE_TIMEOUT):
-            await call
+            return await call
     except SlackApiError as exc:
         error = str(exc.response.get("error", "unknown_error"))
         if error in _REFUSED_TOKEN:
@@ -109,8 +139,7 @@ async def _ask(call: Awaitable[object], variable: str, method: str, where: str) 
             f"Slack answered {method} with {error}; retry later (status.slack.com)"
         ) from None
     except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-        reason = str(exc) or type(exc).__name__
         raise Unreachable(
-            f"cannot reach Slack at {where} ({method}: {reason}); check the network, the proxy "
-            "and [slack] api_url"
+            f"cannot reach Slack at {where} ({method}: {_reason(exc)}); check the network, the "
+            "proxy and [slack] api_url"
         ) from None
