@@ -82,14 +82,13 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 async def _check(settings: Settings) -> int:
     """Reads only: no database, no Slack posts, no Graph writes."""
-    import aiohttp
-
     from bot.doctor import check_slack, check_tenant, table
+    from bot.network import client_session
     from bot.service import build_tenants, ca_bundle, slack_client, ssl_context
 
     context = ssl_context(settings.ca_file)
     bundle = ca_bundle(settings.ca_file)
-    async with aiohttp.ClientSession() as session:
+    async with client_session(settings.network) as session:
         tenants = build_tenants(settings, session, context, bundle)
         try:
             lines = await check_slack(slack_client(settings, context, session), settings)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import ipaddress
 import os
 import re
 import tomllib
@@ -135,6 +136,52 @@ class TenantSettings:
 
 
 @dataclass(frozen=True)
+class NetworkSettings:
+    """[network], else the HTTPS_PROXY and NO_PROXY environment variables: the proxy every
+    outgoing HTTPS call (Slack, sign-in, Graph, Resource Manager, Partner Center) goes through.
+
+    `https_proxy` may carry credentials (only from the environment), so it is never shown.
+    `no_proxy` entries are host names (matching the host and its subdomains), '.'-prefixed
+    domains, IP addresses or networks, or '*' for every host.
+    """
+
+    https_proxy: str | None = field(default=None, repr=False)
+    no_proxy: tuple[str, ...] = ()
+
+    def proxy_for(self, url: str) -> str | None:
+        """The proxy URL to reach `url` through, or None to connect directly."""
+        if self.https_proxy is None:
+            return None
+        host = (urlsplit(url).hostname or "").lower().rstrip(".")
+        return None if bypasses_proxy(host, self.no_proxy) else self.https_proxy
+
+
+def bypasses_proxy(host: str, no_proxy: Sequence[str]) -> bool:
+    """Whether `host` is covered by one of the `no_proxy` entries (curl's rules, plus CIDR)."""
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(
+            host.strip("[]")
+        )
+    except ValueError:
+        address = None
+    for entry in no_proxy:
+        entry = entry.lower().strip()
+        if entry == "*":
+            return True
+        if address is not None:
+            try:
+                if address in ipaddress.ip_network(entry.strip("[]"), strict=False):
+                    return True
+            except ValueError:
+                pass
+            continue
+        domain = entry.lstrip(".").rstrip(".")
+        if domain and (host == domain or host.endswith("." + domain)):
+            return True
+    return False
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the bot is configured with; `file` is the config file as given."""
 
@@ -144,6 +191,7 @@ class Settings:
     ca_file: Path | None
     timing: Timing
     tenants: tuple[TenantSettings, ...]
+    network: NetworkSettings = NetworkSettings()
 
     def tenant(self, name: str) -> TenantSettings | None:
         """The tenant configured under `name`, compared case-insensitively."""
@@ -181,7 +229,7 @@ def settings_from_mapping(
     data: Mapping[str, Any], *, file: Path, environ: Mapping[str, str]
 ) -> Settings:
     """Validate parsed TOML `data` read from `file`; relative paths are relative to `file`."""
-    root = _Table(file, "", data, ("slack", "storage", "tls", "timing", "tenants"))
+    root = _Table(file, "", data, ("slack", "storage", "tls", "timing", "network", "tenants"))
     base = Path(os.path.abspath(file)).parent
     slack = _slack(root.table("slack", known=_SLACK_KEYS), environ)
     storage = root.table("storage", known=("path",))
@@ -194,6 +242,7 @@ def settings_from_mapping(
         ca_file=ca_file,
         timing=_timing(root.table("timing", known=tuple(Timing.__dataclass_fields__))),
         tenants=_tenants(root, base, environ),
+        network=_network(root.table("network", known=("https_proxy", "no_proxy")), environ),
     )
 
 
@@ -255,6 +304,48 @@ def _slack(table: _Table, environ: Mapping[str, str]) -> SlackSettings:
         signing_secret=signing_secret,
         app_token=app_token,
     )
+
+
+def _network(table: _Table, environ: Mapping[str, str]) -> NetworkSettings:
+    """[network] wins; without it, HTTPS_PROXY and NO_PROXY (or their lowercase forms)."""
+    raw_proxy = table.get("https_proxy")
+    if isinstance(raw_proxy, str) and urlsplit(raw_proxy).password is not None:
+        # Not repeated: the value holds a password.
+        problem = (
+            "secrets do not belong in the config file; put a proxy URL with a user and "
+            "password in the HTTPS_PROXY environment variable instead"
+        )
+        raise table.error("https_proxy", problem)
+    proxy = table.url("https_proxy", schemes=("http", "https"), allow_path=False)
+    if proxy is not None and not _valid_port(proxy):
+        raise table.error("https_proxy", "has an invalid port")
+    if table.get("no_proxy") == []:  # no exceptions, whatever NO_PROXY says
+        no_proxy: tuple[str, ...] = ()
+    elif table.get("no_proxy") is not None:
+        no_proxy = table.string_list("no_proxy")
+    else:
+        raw = environ.get("NO_PROXY") or environ.get("no_proxy") or ""
+        no_proxy = tuple(entry.strip() for entry in raw.split(",") if entry.strip())
+    if proxy is None:
+        variable = "HTTPS_PROXY" if environ.get("HTTPS_PROXY") else "https_proxy"
+        value = (environ.get(variable) or "").strip()
+        if value:
+            # The variable may carry the proxy's user:password: it is never repeated.
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                problem = "environment variable must be an http:// or https:// proxy URL"
+                raise ConfigError(table.file, variable, problem)
+            if not _valid_port(value):
+                raise ConfigError(table.file, variable, "environment variable has an invalid port")
+            proxy = value.rstrip("/")
+    return NetworkSettings(https_proxy=proxy, no_proxy=no_proxy)
+
+
+def _valid_port(url: str) -> bool:
+    try:
+        return urlsplit(url).port != 0
+    except ValueError:
+        return False
 
 
 def _timing(table: _Table) -> Timing:

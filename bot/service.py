@@ -39,6 +39,7 @@ from bot.microsoft.pacing import WritePacer
 from bot.microsoft.partner import PartnerCenter
 from bot.microsoft.steps import Tenant
 from bot.microsoft.tokens import MsalTokens
+from bot.network import client_session
 from bot.runner import Runner
 from bot.startup import Unreachable, check_credentials, check_slack, listen
 from storage.db import open_db
@@ -213,7 +214,7 @@ def build_tenants(
     """One MSAL app and one Graph client per configured tenant, over the shared session."""
     tenants = {}
     for t in settings.tenants:
-        tokens = MsalTokens(t, ca_bundle=bundle)
+        tokens = MsalTokens(t, ca_bundle=bundle, network=settings.network)
         graph = Graph(
             session,
             graph_url=t.graph_url,
@@ -227,7 +228,9 @@ def build_tenants(
             if t.arm_url
             else None
         )
-        partner = PartnerCenter.build(session, t, ca_bundle=bundle, ssl_context=context)
+        partner = PartnerCenter.build(
+            session, t, ca_bundle=bundle, ssl_context=context, network=settings.network
+        )
         tenants[t.name] = Tenant(t, graph, arm, partner)
     return tenants
 
@@ -271,9 +274,11 @@ async def _start(
 ) -> Service:
     context = ssl_context(settings.ca_file)
     bundle = ca_bundle(settings.ca_file)
-    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120))
+    session = client_session(settings.network, timeout=aiohttp.ClientTimeout(total=120))
     db = open_db(settings.storage_path)
-    slack_session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=SLACK_TIMEOUT))
+    slack_session = client_session(
+        settings.network, timeout=aiohttp.ClientTimeout(total=SLACK_TIMEOUT)
+    )
     client = slack_client(settings, context, slack_session)
     tenants = build_tenants(settings, session, context, bundle, graph_backoff=graph_backoff)
     runner = Runner(
@@ -319,6 +324,11 @@ async def _open(service: Service, host: str, port: int) -> None:
         from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 
         handler = AsyncSocketModeHandler(app, settings.slack.app_token, web_client=client)
+        # The handler's own aiohttp session: slack-sdk reads HTTPS_PROXY itself, ignoring
+        # NO_PROXY, so the proxy is set here from [network] (None: connect directly).
+        handler.client.proxy = settings.network.proxy_for(
+            settings.slack.api_url or "https://wss-primary.slack.com"
+        )
         service.socket_handler = handler
         try:
             async with asyncio.timeout(SOCKET_CONNECT_TIMEOUT):

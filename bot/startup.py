@@ -93,13 +93,14 @@ async def check_slack(client: AsyncWebClient, settings: Settings) -> None:
             "apps.connections.open",
             where,
         )
-        await _websocket(client, str(opened.get("url", "")))
+        url = str(opened.get("url", ""))
+        await _websocket(client, url, settings.network.proxy_for(url))
 
 
-async def _websocket(client: AsyncWebClient, url: str) -> None:
+async def _websocket(client: AsyncWebClient, url: str, proxy: str | None) -> None:
     session = client.session or aiohttp.ClientSession()
     try:
-        async with asyncio.timeout(SLACK_PROBE_TIMEOUT), session.ws_connect(url) as ws:
+        async with asyncio.timeout(SLACK_PROBE_TIMEOUT), session.ws_connect(url, proxy=proxy) as ws:
             await ws.close()
     except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         raise Unreachable(
