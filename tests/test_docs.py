@@ -37,6 +37,20 @@ def test_every_commented_out_key_of_the_sample_is_a_real_key(tmp_path: Path) -> 
     assert settings.slack.api_url == "https://slack-gov.com/api/"
 
 
+def test_the_samples_commented_network_table_loads(tmp_path: Path) -> None:
+    """Uncommenting the sample's [network] table gives the proxy and no_proxy it shows."""
+    text = SAMPLE.read_text()
+    for line in ("[network]", "https_proxy = ", "no_proxy = "):
+        text, count = re.subn(rf"^# ({re.escape(line)}.*)$", r"\1", text, flags=re.M)
+        assert count == 1, line
+    (tmp_path / "close-account.toml").write_text(text)
+    network = load_settings(tmp_path / "close-account.toml", ENV).network
+    assert network.https_proxy == "http://proxy.corp:3128"
+    assert network.no_proxy == ("internal.corp", "10.0.0.0/8")
+    assert network.proxy_for("https://graph.microsoft.com") == "http://proxy.corp:3128"
+    assert network.proxy_for("https://10.1.2.3/") is None
+
+
 @pytest.mark.parametrize("name", ["interface.md", "steps.md"])
 def test_the_contract_in_docs_is_the_shared_one(name: str) -> None:
     """docs/ holds the same contract the outside tests use, so the repository is self-contained."""
