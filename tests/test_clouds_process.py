@@ -18,7 +18,7 @@ from bot.world import World
 from simulator.microsoft.hosts import HOST_ROLES
 from simulator.proxy import ConnectProxy
 from tests.conftest import MakeWorld
-from tests.test_run_process import bot_process, no_traceback, run_env
+from tests.test_run_process import bot_process, no_traceback, run_env, socket_mode_world
 
 OVERRIDES = re.compile(r"^(authority_host|graph_url|arm_url) = .*\n", re.MULTILINE)
 
@@ -34,10 +34,12 @@ async def proxy() -> AsyncIterator[ConnectProxy]:
         yield running
 
 
-async def cloud_world(make_world: MakeWorld, proxy: ConnectProxy, cloud: str) -> World:
+async def cloud_world(
+    make_world: MakeWorld, proxy: ConnectProxy, cloud: str, *, socket_mode: bool = False
+) -> World:
     """The World's config with the endpoint overrides replaced by `cloud` and a [network]
     table sending everything but 127.0.0.1 (Slack) through `proxy`."""
-    world = await make_world(start=False)
+    world = await (socket_mode_world(make_world) if socket_mode else make_world(start=False))
     port = int(world.microsoft.base_url.rsplit(":", 1)[1])
     proxy.routes.update(dict.fromkeys(HOST_ROLES, port))
     text, replaced = OVERRIDES.subn("", world.config_path.read_text())
@@ -65,6 +67,20 @@ async def test_run_reaches_the_clouds_real_hosts_through_the_proxy(
     endpoints = CLOUDS[cloud]
     assert proxy.hosts == {host(endpoints.authority_host), host(endpoints.graph_url)}
     assert all(c.allowed and c.target.endswith(":443") for c in proxy.connects)
+
+
+async def test_socket_mode_behind_the_proxy_reaches_slack_directly_and_graph_through_it(
+    make_world: MakeWorld, proxy: ConnectProxy
+) -> None:
+    """In Socket Mode with a proxy configured, the websocket to Slack's 127.0.0.1 (in no_proxy)
+    opens directly while the closure's sign-in and Graph reads go through the proxy."""
+    world = await cloud_world(make_world, proxy, "usgov", socket_mode=True)
+    async with bot_process(world.config_path, run_env(world)) as bot:
+        await world.command("contoso")
+        await world.wait_request("delete_users")
+        assert await bot.stop(signal.SIGTERM) == 0
+    no_traceback(bot)
+    assert proxy.hosts == {"login.microsoftonline.us", "graph.microsoft.us"}
 
 
 @pytest.mark.parametrize("cloud", sorted(CLOUDS))
