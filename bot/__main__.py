@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from bot.config import ConfigError, Settings, load_settings
+from bot.logs import FORMATS, LEVELS, configure
 from bot.startup import StartupError, Unreachable
 from storage.lock import InstanceLockedError
 
@@ -177,6 +178,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--config", required=True)
     run.add_argument("--port", type=port_number, default=3000)
     run.add_argument("--host", default="0.0.0.0")
+    run.add_argument("--log-level", choices=list(LEVELS), default="info")
+    run.add_argument("--log-format", choices=list(FORMATS), default="text")
     run.set_defaults(func=cmd_run)
     check = sub.add_parser("check", help="check config, credentials, permissions and roles")
     check.add_argument("--config", required=True)
@@ -192,8 +195,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = parser().parse_args(argv)
+    # `run` logs at --log-level (default info); every other command only warnings, as text.
+    configure(
+        getattr(args, "log_level", "warning"), getattr(args, "log_format", "text"), sys.stderr
+    )
     try:
         code: int = args.func(args)
     except (ConfigError, CliError, InstanceLockedError, StartupError) as exc:

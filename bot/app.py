@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import commands, home
@@ -14,7 +15,22 @@ from bot.runner import Runner
 log = logging.getLogger("close_account_bot.app")
 
 
+class _SameToken(logging.Filter):
+    """Drops Bolt's "As you gave `client` as well, `token` will be unused." at every start.
+
+    AsyncApp takes `token or os.environ["SLACK_BOT_TOKEN"]` and warns when that is set next to
+    `client` (slack_bolt/app/async_app.py, AsyncApp.__init__), so `run`, whose token comes from
+    that variable, cannot avoid it without editing its own environment; the client carries the
+    very same token. Only that one message is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != warning_client_prioritized_and_token_skipped()
+
+
 def build_app(*, runner: Runner, client: AsyncWebClient, signing_secret: str | None) -> AsyncApp:
+    bolt_logger = logging.getLogger(f"slack_bolt.{AsyncApp.__name__}")  # Bolt's get_bolt_logger
+    if not any(isinstance(f, _SameToken) for f in bolt_logger.filters):
+        bolt_logger.addFilter(_SameToken())
     app = AsyncApp(
         client=client,
         signing_secret=signing_secret,

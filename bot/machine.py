@@ -9,6 +9,7 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
+from bot import logs
 from bot.microsoft import steps as ms
 from bot.microsoft.tokens import jwt_claims
 from bot.thread import ClosureOutput, Post
@@ -32,8 +33,10 @@ class ClosureMachine(ClosureOutput):
         task = self._tasks.get(closure_id)
         if task is None or task.done():
             self._wakers.setdefault(closure_id, asyncio.Event())
+            row = closures_db.get_closure(self.db, closure_id)  # every line it logs names it
+            context = logs.closure_context(closure_id, row["tenant"], row["state"]) if row else None
             self._tasks[closure_id] = asyncio.create_task(
-                self._drive(closure_id), name=f"closure-{closure_id}"
+                self._drive(closure_id), name=f"closure-{closure_id}", context=context
             )
 
     def wake(self, closure_id: str) -> None:
@@ -115,6 +118,23 @@ class ClosureMachine(ClosureOutput):
                 for post in queued:
                     self.enqueue(closure_id, post)
             new = closures_db.get_closure(self.db, closure_id)
+        logs.note_state(closure_id, model.state)
+        log.info(
+            "closure %s: %s -> %s (%s by %s)",
+            closure_id,
+            row["state"],
+            model.state,
+            trigger,
+            actor,
+            extra={
+                "closure_id": closure_id,
+                "tenant": row["tenant"],
+                "state": model.state,
+                "from_state": row["state"],
+                "trigger": trigger,
+                "actor": actor,
+            },
+        )
         self.wake(closure_id)
         try:
             await self.flush(closure_id)

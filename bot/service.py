@@ -11,9 +11,10 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import certifi
@@ -30,9 +31,12 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlite_utils import Database
 
+from bot import logs
 from bot.app import build_app
 from bot.config import Settings
 from bot.editbudget import EditBudget
+from bot.health import PROBE_TIMEOUT, Health
+from bot.metrics import Metrics
 from bot.microsoft.azure import Arm
 from bot.microsoft.graph import Graph
 from bot.microsoft.pacing import WritePacer
@@ -41,6 +45,7 @@ from bot.microsoft.steps import Tenant
 from bot.microsoft.tokens import MsalTokens
 from bot.network import client_session
 from bot.runner import Runner
+from bot.slackapi import ObservedWebClient
 from bot.startup import Unreachable, check_credentials, check_slack, listen
 from storage.db import open_db
 from storage.lock import InstanceLock, acquire_instance_lock
@@ -72,21 +77,54 @@ def ca_bundle(ca_file: Path | None) -> str | None:
 
 
 def slack_client(
-    settings: Settings, context: ssl.SSLContext, session: aiohttp.ClientSession
+    settings: Settings,
+    context: ssl.SSLContext,
+    session: aiohttp.ClientSession,
+    metrics: Metrics | None = None,
+    *,
+    probe: bool = False,
+    quiet: bool = False,
 ) -> AsyncWebClient:
     """The one Slack Web API client, over its own session: connections to Slack are kept and
-    reused (without one, slack-sdk opens a session, a connection and a TLS handshake per call)."""
-    return AsyncWebClient(
+    reused (without one, slack-sdk opens a session, a connection and a TLS handshake per call).
+    Every call and failure is counted in `metrics`, and failures are logged unless `quiet`. A
+    `probe` client (for /healthz) answers fast: no retries, a short timeout."""
+    return ObservedWebClient(
         token=settings.slack.bot_token,
         base_url=settings.slack.api_url or SLACK_API,
         ssl=context,
         session=session,
-        retry_handlers=[
+        timeout=int(PROBE_TIMEOUT) if probe else SLACK_TIMEOUT,
+        retry_handlers=[]
+        if probe
+        else [
             AsyncRateLimitErrorRetryHandler(max_retry_count=5),
             AsyncServerErrorRetryHandler(max_retry_count=3),
             AsyncConnectionErrorRetryHandler(max_retry_count=3),
         ],
+        metrics=metrics,
+        quiet=quiet,
     )
+
+
+def version() -> str:
+    """The installed distribution's version, for the start line."""
+    try:
+        return metadata.version("close-account-bot")
+    except metadata.PackageNotFoundError:  # pragma: no cover - a bare source tree
+        return "0+unknown"
+
+
+def secret_values(settings: Settings) -> list[str | None]:
+    """Every secret read from the environment, for the log redactor."""
+    values = [settings.slack.bot_token, settings.slack.signing_secret, settings.slack.app_token]
+    if settings.network.https_proxy and urlsplit(settings.network.https_proxy).password:
+        values += [settings.network.https_proxy, urlsplit(settings.network.https_proxy).password]
+    for t in settings.tenants:
+        values.append(t.client_secret)
+        if t.partner_center is not None:
+            values.append(t.partner_center.client_secret)
+    return values
 
 
 def well_formed(body: bytes, content_type: str) -> bool:
@@ -128,10 +166,17 @@ class Service:
     web_runner: web.AppRunner | None = None
     socket_handler: Any = None
     ready: bool = False
+    metrics: Metrics = field(default_factory=Metrics)
+    health: Health | None = None
     _bundle: str | None = field(default=None, repr=False)
     _lock: InstanceLock | None = field(default=None, repr=False)
 
     async def stop(self) -> None:
+        started = self.ready  # a start that failed is already one line; it says no more
+        if started:
+            log.info("stopping; %d open closures resume at the next start", self.runner.running())
+        if self.health is not None:
+            await self.health.close()
         await self.runner.stop()
         if self.socket_handler is not None:
             await self.socket_handler.close_async()
@@ -150,6 +195,8 @@ class Service:
             self._lock.release()
         if self._bundle:
             os.unlink(self._bundle)  # a small temp file; no need to leave the loop
+        if started:
+            log.info("stopped")
 
 
 def build_web(service: Service) -> web.Application:
@@ -183,14 +230,20 @@ def build_web(service: Service) -> web.Application:
         return await to_aiohttp_response(bolt_response)
 
     async def healthz(_: web.Request) -> web.StreamResponse:
-        if not service.ready:
+        """Readiness: 503 with the reason while Slack or a tenant's authority is unreachable."""
+        if not service.ready or service.health is None:
             return web.json_response({"ok": False, "starting": True}, status=503)
-        return web.json_response(
-            {
-                "ok": True,
-                "open_closures": service.runner.running(),
-                "tenants": [t.name for t in service.settings.tenants],
-            }
+        answer = {**await service.health.check(), "open_closures": service.runner.running()}
+        return web.json_response(answer, status=200 if answer["ok"] else 503)
+
+    async def livez(_: web.Request) -> web.StreamResponse:
+        """Liveness: the process serves; asks nothing of Slack, Microsoft or the database."""
+        return web.json_response({"ok": True})
+
+    async def metrics(_: web.Request) -> web.StreamResponse:
+        return web.Response(
+            body=service.metrics.render().encode(),
+            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
         )
 
     web_app = web.Application()
@@ -199,6 +252,8 @@ def build_web(service: Service) -> web.Application:
     if not service.settings.slack.app_token:
         web_app.router.add_post("/slack/events", slack_events)
     web_app.router.add_get("/healthz", healthz)
+    web_app.router.add_get("/livez", livez)
+    web_app.router.add_get("/metrics", metrics)
     return web_app
 
 
@@ -222,6 +277,7 @@ def build_tenants(
             ssl_context=context,
             backoff_base=graph_backoff,
             pacer=pacer() if pacer is not None else None,
+            name=t.name,
         )
         arm = (
             Arm(session, t.arm_url, tokens, ssl_context=context, backoff_base=graph_backoff)
@@ -272,6 +328,7 @@ async def _start(
     clock: Callable[[], float],
     graph_backoff: float,
 ) -> Service:
+    logs.protect(secret_values(settings))
     context = ssl_context(settings.ca_file)
     bundle = ca_bundle(settings.ca_file)
     session = client_session(settings.network, timeout=aiohttp.ClientTimeout(total=120))
@@ -279,8 +336,10 @@ async def _start(
     slack_session = client_session(
         settings.network, timeout=aiohttp.ClientTimeout(total=SLACK_TIMEOUT)
     )
-    client = slack_client(settings, context, slack_session)
+    metrics = Metrics()
+    client = slack_client(settings, context, slack_session, metrics, quiet=True)
     tenants = build_tenants(settings, session, context, bundle, graph_backoff=graph_backoff)
+    metrics.watch(db, tenants, clock)
     runner = Runner(
         settings=settings,
         db=db,
@@ -299,8 +358,25 @@ async def _start(
         client=client,
         signing_secret=None if settings.slack.app_token else settings.slack.signing_secret,
     )
+    health = Health(
+        # Its failures are counted; Health logs when readiness changes, not every probe.
+        slack=slack_client(settings, context, slack_session, metrics, probe=True, quiet=True),
+        session=session,
+        tenants=settings.tenants,
+        ssl_context=context,
+    )
     service = Service(
-        settings, db, runner, app, session, client, slack_session, _bundle=bundle, _lock=lock
+        settings,
+        db,
+        runner,
+        app,
+        session,
+        client,
+        slack_session,
+        metrics=metrics,
+        health=health,
+        _bundle=bundle,
+        _lock=lock,
     )
     try:
         await _open(service, host, port)
@@ -338,6 +414,16 @@ async def _open(service: Service, host: str, port: int) -> None:
                 f"cannot open Slack's Socket Mode connection ({str(exc) or type(exc).__name__});"
                 " check that outgoing WSS to wss-primary.slack.com is allowed"
             ) from None
+    # Checked and connected: from here on the logs speak (a failed start is one line).
+    log.info(
+        "close-account-bot %s starting: %s mode, database %s, tenants %s",
+        version(),
+        "socket" if settings.slack.app_token else "http",
+        settings.storage_path,
+        ", ".join(t.name for t in settings.tenants),
+    )
+    if isinstance(client, ObservedWebClient):
+        client.quiet = False
     for problem in await runner.directory.resolve(
         [*settings.slack.admins, *(a for t in settings.tenants for a in t.approvers)]
     ):
