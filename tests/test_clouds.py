@@ -342,3 +342,36 @@ async def test_an_unreachable_proxy_is_a_token_error_naming_the_authority(tmp_pa
         tokens.close()
     assert "https://login.microsoftonline.us" in str(caught.value)
     assert "hunter2" not in str(caught.value)
+
+
+@pytest.mark.parametrize("cloud", sorted(CLOUDS))
+async def test_resource_manager_and_partner_center_answer_on_their_real_hosts(
+    tmp_path: Path, sim: MicrosoftSimulator, proxy: ConnectProxy, cloud: str
+) -> None:
+    """The cloud's Resource Manager host serves ARM to a token for `{arm_url}/.default`, and
+    Partner Center's host routes to Partner Center, which refuses a Resource Manager token."""
+    settings = sim_settings(tmp_path, sim, cloud, proxy)
+    tenant = settings.tenants[0]
+    tokens = MsalTokens(tenant, ca_bundle=str(settings.ca_file), network=settings.network)
+    try:
+        token = await tokens.token(scopes=[f"{tenant.arm_url}/.default"])
+    finally:
+        tokens.close()
+    headers = {"Authorization": f"Bearer {token}"}
+    context = trusting(settings.ca_file)
+    partner = f"https://api.partnercenter.microsoft.com/v1/customers/{tenant.tenant_id}"
+    async with client_session(settings.network) as session:
+        url = f"{tenant.arm_url}/subscriptions?api-version=2022-12-01"
+        async with session.get(url, headers=headers, ssl=context) as resp:
+            assert resp.status == 200, await resp.text()
+            assert "value" in await resp.json()
+        url = f"{partner}/subscriptions/x"
+        async with session.patch(url, headers=headers, json={}, ssl=context) as resp:
+            assert resp.status == 401
+            assert "Invalid audience" in (await resp.json())["description"]
+    assert host_of(tenant.arm_url) in proxy.hosts
+    assert "api.partnercenter.microsoft.com" in proxy.hosts
+
+
+def host_of(url: str) -> str:
+    return url.removeprefix("https://")
