@@ -83,7 +83,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 async def _check(settings: Settings) -> int:
     """Reads only: no database, no Slack posts, no Graph writes."""
-    from bot.doctor import check_slack, check_tenant, table
+    from bot.doctor import check_slack, check_storage, check_tenant_reachable, table
     from bot.network import client_session
     from bot.service import build_tenants, ca_bundle, slack_client, ssl_context
 
@@ -92,9 +92,10 @@ async def _check(settings: Settings) -> int:
     async with client_session(settings.network) as session:
         tenants = build_tenants(settings, session, context, bundle)
         try:
-            lines = await check_slack(slack_client(settings, context, session), settings)
+            lines = [check_storage(settings.storage_path)]
+            lines += await check_slack(slack_client(settings, context, session), settings)
             for tenant in tenants.values():
-                lines += await check_tenant(tenant)
+                lines += await check_tenant_reachable(tenant)
         finally:
             for tenant in tenants.values():
                 getattr(tenant.graph.tokens, "close", lambda: None)()
