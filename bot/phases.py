@@ -356,9 +356,10 @@ class Phases(ClosureMachine):
         executor = ms.execute_disable_sync if ms.is_sync_plan(plan) else EXECUTORS.get(step)
         if executor is not None and self._own_app_gone(step, info):
             executor = None  # a restart after the bot deleted its own application: hand off
+        org: dict[str, Any] = {}
         if executor is not None:
             try:
-                await self._organization(row)  # the right tenant, right before destroying
+                org = await self._organization(row)  # the right tenant, right before destroying
             except TokenError:
                 if not self._own_app_maybe_gone(step, info):
                     raise
@@ -367,13 +368,18 @@ class Phases(ClosureMachine):
                 )
                 executor = None
         if executor is not None:
+            # Only what Microsoft still shows to do: a step resumed after a crash, or from a
+            # backup older than Microsoft's state, never writes again to what it changed.
+            todo = ms.still_to_do(plan, await self._plan(row, step, org))
+            first = len(plan.items) - len(todo.items)
+            closures_db.update_step(self.db, row["id"], step, done=first)
             current = closures_db.get_closure(self.db, row["id"])
             if current is None or current["state"] != row["state"]:
                 raise Interrupted()  # aborted (or rolled back) while this phase got ready
             started = self.clock()
-            first = info["done"]
 
             async def progress(done: int, total: int) -> None:
+                done, total = first + done, first + total
                 now = self.clock()
                 current = closures_db.get_closure(self.db, row["id"])
                 closures_db.update_step(self.db, row["id"], step, done=done, total=total)
@@ -386,13 +392,17 @@ class Phases(ClosureMachine):
                     # In the background: a rate-limited edit never slows the writes.
                     self.request_status(row["id"], blocks.Progress(done, total, rate, eta))
 
-            await executor(self.tenant_of(row), plan, progress, info["done"])
+            await executor(self.tenant_of(row), todo, progress, 0)
             self.record(
                 row,
                 "graph_writes",
                 step=step,
                 plan_hash=plan.hash,
-                detail={"counts": plan.counts(), "elapsed_s": round(self.clock() - started, 3)},
+                detail={
+                    "counts": plan.counts(),
+                    "already_done": first,
+                    "elapsed_s": round(self.clock() - started, 3),
+                },
             )
         if (
             (step in HANDED_OFF and (plan.checklist or step == STEPS[-1]))

@@ -7,7 +7,7 @@ decides what the outcome means for the closure's state.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aiohttp
@@ -98,6 +98,14 @@ def _retained(tenant: Tenant) -> set[str]:
 
 async def subscriptions(tenant: Tenant) -> list[dict[str, Any]]:
     return await tenant.graph.get_all("/directory/subscriptions")
+
+
+def still_to_do(approved: Plan, fresh: Plan) -> Plan:
+    """The approved plan less what the step's fresh plan no longer lists: what Microsoft shows
+    done already (deleted, cancelled, turned off) is not written again, and nothing the
+    approvals did not cover is added."""
+    left = {(item.kind, item.id) for item in fresh.items}
+    return replace(approved, items=tuple(i for i in approved.items if (i.kind, i.id) in left))
 
 
 # --- step 1: delete users ------------------------------------------------------------------
