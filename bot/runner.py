@@ -33,6 +33,7 @@ from statemachine.closure import (
     is_final,
 )
 from storage import closures as closures_db
+from storage import outbox
 
 __all__ = ["Reply", "Runner"]
 log = logging.getLogger("close_account_bot.runner")
@@ -82,6 +83,9 @@ class Runner(People):
     async def start(self) -> int:
         """Resume every open closure from the database; returns how many."""
         rows = closures_db.open_closures(self.db)
+        # A post still queued may have reached Slack from a process whose database this is not
+        # (restored from a backup): each is looked up in its thread before it is sent.
+        outbox.mark_unsure(self.db, self.clock())
         # Finished closures whose last posts or status edit a crash cut short get them now.
         for row in [*rows, *closures_db.needing_slack(self.db)]:
             self.spawn(row["id"])

@@ -203,9 +203,16 @@ class ClosureOutput:
                 row = closures_db.get_closure(self.db, closure_id)
                 assert row is not None
             for post in posts:
+                # The post's number and when it was queued: a database restored from a backup
+                # numbers new posts again from where the backup ends, and the time tells them
+                # apart from the posts of the lost database that had the same numbers.
                 metadata = post["metadata"] or {
                     "event_type": "close_account_event",
-                    "event_payload": {"closure_id": closure_id, "post_id": post["id"]},
+                    "event_payload": {
+                        "closure_id": closure_id,
+                        "post_id": post["id"],
+                        "queued_at": round(post["created_at"] * 1000),
+                    },
                 }
                 ts = None
                 if post["sending_at"] is not None:
@@ -241,7 +248,9 @@ class ClosureOutput:
         await self.mark_requests(closure_id)
 
     async def _already_posted(self, row: Row, metadata: dict[str, Any]) -> str | None:
-        """The ts of a bot message in the thread carrying exactly this metadata, if any."""
+        """The ts of the bot's own message in the thread carrying exactly this metadata, if any
+        (a message someone else posts with a copy of it is not the bot's post)."""
+        me = (await self.client.auth_test()).get("bot_id")
         cursor = None
         while True:
             resp = await self.client.conversations_replies(
@@ -252,9 +261,11 @@ class ClosureOutput:
                 cursor=cursor,
             )
             for message in resp.get("messages") or []:
-                if (message.get("metadata") or {}).get("event_type") == metadata[
-                    "event_type"
-                ] and message["metadata"].get("event_payload") == metadata["event_payload"]:
+                if (
+                    message.get("bot_id") == me
+                    and (message.get("metadata") or {}).get("event_type") == metadata["event_type"]
+                    and message["metadata"].get("event_payload") == metadata["event_payload"]
+                ):
                     return str(message["ts"])
             cursor = (resp.get("response_metadata") or {}).get("next_cursor")
             if not cursor:
