@@ -243,7 +243,8 @@ def oldest_wait_on_people(db: Database) -> float | None:
         " JOIN closures ON closures.id = requests.closure_id"
         f" WHERE requests.status = 'open' AND closures.state NOT IN ({placeholders})"
         " UNION ALL"
-        " SELECT COALESCE((SELECT MAX(audit.at) FROM audit WHERE audit.closure_id = closures.id"
+        " SELECT COALESCE((SELECT MAX(audit.at) FROM audit WHERE audit.tenant = closures.tenant"
+        "  AND audit.closure_id = closures.id"  # the tenant first: audit_by_tenant serves it
         "  AND json_extract(audit.detail, '$.to') = closures.state), closures.updated_at)"
         " AS since FROM closures WHERE closures.state LIKE '%.waiting_external')",
         list(FINAL),
