@@ -70,10 +70,6 @@ class Family:
     def set(self, value: float, **labels: str) -> None:
         self.values[self._key(labels)] = value
 
-    def get(self, **labels: str) -> float:
-        samples = self.read() if self.read is not None else self.values
-        return samples.get(self._key(labels), 0.0)
-
     def render(self) -> list[str]:
         lines = [f"# HELP {self.name} {escape_help(self.help)}", f"# TYPE {self.name} {self.kind}"]
         samples = self.read() if self.read is not None else self.values
