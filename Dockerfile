@@ -59,7 +59,9 @@ EXPOSE 3000
 
 USER 10001:10001
 
-# /healthz answers 200 once the bot is ready (503 while it starts and resumes closures).
+# /healthz answers 200 once the bot is ready and can reach Slack and each tenant's authority
+# (503 with the reason while it starts or while one is unreachable: readiness, so alert on
+# `unhealthy` rather than restart on it; /livez is the liveness probe).
 # The slim image has no curl, so Python asks. Change the port here if you change --port.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; r = urllib.request.urlopen('http://127.0.0.1:3000/healthz', timeout=4); sys.exit(0 if r.status == 200 else 1)"]
