@@ -11,12 +11,18 @@
 # bot dials out to Slack, no port needs publishing) or SLACK_SIGNING_SECRET for HTTP mode (Slack
 # posts to /slack/events on port 3000, behind a TLS reverse proxy), plus each tenant's
 # client_secret_env variable.
-FROM python:3.11-slim
+# An exact tag, never a floating one: 3.11.17 is the newest 3.11 patch we could confirm is
+# published for slim-bookworm. The tag can still be re-pushed with Debian security updates; to
+# freeze the exact bytes too, resolve its digest where a registry is reachable (this project's
+# build machines have none) and pin it as python:3.11.17-slim-bookworm@sha256:...:
+#   docker buildx imagetools inspect python:3.11.17-slim-bookworm
+FROM python:3.11.17-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore
 
 # A dedicated unprivileged user with a fixed uid/gid, so volume ownership is predictable.
 RUN groupadd --system --gid 10001 closeaccount \
@@ -24,14 +30,19 @@ RUN groupadd --system --gid 10001 closeaccount \
         --home-dir /nonexistent --shell /usr/sbin/nologin closeaccount
 
 WORKDIR /src
-# Only what `pip install .` needs (pyproject names README.md as the long description).
-COPY pyproject.toml README.md ./
+# Only what `pip install .` needs (pyproject names README.md as the long description and LICENSE
+# as its license file) and the lock every version comes from.
+COPY pyproject.toml README.md LICENSE requirements.lock ./
 COPY bot ./bot
 COPY statemachine ./statemachine
 COPY storage ./storage
 COPY simulator ./simulator
-# The app and its runtime dependencies only: no test extras, no source tree left behind.
-RUN pip install . \
+# The app and its runtime dependencies only, each at the version in requirements.lock (the one
+# `make test` ran against): no test extras, no source tree left behind. The first pip brings pip
+# and the base image's setuptools to the locked versions; the locked pip knows --build-constraint,
+# which pins the setuptools that builds the project.
+RUN pip install --constraint requirements.lock pip setuptools \
+    && pip install --constraint requirements.lock --build-constraint requirements.lock . \
     && cd / && rm -rf /src \
     && mkdir -p /data /config \
     && chown closeaccount:closeaccount /data \
@@ -48,7 +59,9 @@ EXPOSE 3000
 
 USER 10001:10001
 
-# /healthz answers 200 once the bot is ready (503 while it starts and resumes closures).
+# /healthz answers 200 once the bot is ready and can reach Slack and each tenant's authority
+# (503 with the reason while it starts or while one is unreachable: readiness, so alert on
+# `unhealthy` rather than restart on it; /livez is the liveness probe).
 # The slim image has no curl, so Python asks. Change the port here if you change --port.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; r = urllib.request.urlopen('http://127.0.0.1:3000/healthz', timeout=4); sys.exit(0 if r.status == 200 else 1)"]

@@ -32,12 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
 from sqlite_utils import Database
 
+from benchmarks.ack_people import Approvers, TimedSlack
 from benchmarks.common import (
     ADMIN,
-    APPROVERS,
     CHANNEL,
     OUTSIDER,
     ROOT,
@@ -52,7 +51,6 @@ from benchmarks.common import (
     stop_process,
 )
 from bot.world import people
-from simulator.slack.server import SimMessage, SlackSimulator
 from storage.closures import open_closures
 
 NAME = "ack_latency"
@@ -63,8 +61,6 @@ BUDGET = (20, 1.0)  # writes per window (s), per tenant, in the simulator and th
 COMMANDS = 300
 COMMAND_RATE = 40.0  # per second, open loop
 START_RATE = 10.0  # /close-account <tenant> per second while starting the 50
-APPROVER_DELAY = 1.0  # seconds from an approval request appearing to the approvers' reactions
-REVOTE_AFTER = 10.0  # seconds after which a vote the bot did not count is cast again
 TARGET_P99 = 0.100
 EXECUTING = "delete_users.executing"
 BEFORE = ("delete_users.planning", "delete_users.awaiting_approval")
@@ -120,18 +116,6 @@ class States:
                 self._db.conn.close()
 
 
-class TimedSlack(SlackSimulator):
-    """The Slack simulator, noting when each response_url delivery arrives."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.reply_at: dict[str, float] = {}
-
-    async def _response_url(self, request: web.Request) -> web.Response:
-        self.reply_at.setdefault(request.match_info["key"], time.perf_counter())
-        return await super()._response_url(request)
-
-
 async def burst(
     slack: TimedSlack,
     names: list[str],
@@ -173,60 +157,6 @@ async def burst(
     out.replies = [slack.reply_at[k] - t0 for k, t0 in sent if k in slack.reply_at]
     out.failures += len(sent) - len(out.replies)
     return out
-
-
-class Approvers:
-    """Two approvers approve every step-1 request, APPROVER_DELAY after it appears (a quick
-    human). A vote the bot did not count (the closure still awaits approval REVOTE_AFTER later)
-    is counted in `lost` and cast again: reaction removed and added back."""
-
-    def __init__(self, slack: SlackSimulator, states: States) -> None:
-        self.slack = slack
-        self.states = states
-        self.lost = 0
-        self.queue: asyncio.Queue[SimMessage] = asyncio.Queue()
-        slack.subscribe(self.on_message)
-
-    def on_message(self, kind: str, msg: SimMessage) -> None:
-        meta = msg.metadata or {}
-        payload = meta.get("event_payload") or {}
-        if (
-            kind == "posted"
-            and meta.get("event_type") == "close_account_approval"
-            and payload.get("step") == "delete_users"
-        ):
-            self.queue.put_nowait(msg)
-
-    async def run(self) -> None:
-        async with asyncio.TaskGroup() as group:
-            while True:
-                msg = await self.queue.get()
-                group.create_task(self.approve(msg))
-
-    async def approve(self, msg: SimMessage) -> None:
-        tenant = str(((msg.metadata or {}).get("event_payload") or {}).get("tenant"))
-        await asyncio.sleep(APPROVER_DELAY)
-        for user in APPROVERS[:2]:
-            await self.react(msg, user)
-        while True:
-            await asyncio.sleep(REVOTE_AFTER)
-            if self.states.states.get(tenant) != "delete_users.awaiting_approval":
-                return
-            self.lost += 1
-            for user in APPROVERS[:2]:
-                await self.react(msg, user, remove=True)
-                await self.react(msg, user)
-
-    async def react(self, msg: SimMessage, user: str, remove: bool = False) -> None:
-        try:
-            result = await self.slack.react(
-                user_id=user, channel=msg.channel, ts=msg.ts, name="white_check_mark", remove=remove
-            )
-        except ValueError as exc:
-            say(f"  approver {user}: {exc}")
-            return
-        if result.status != 200:
-            say(f"  approver {user}: the bot answered {result.status} {result.body!r}")
 
 
 def summary(b: Burst) -> str:
@@ -306,7 +236,7 @@ async def run() -> list[Row]:
                     idle = await burst(slack, names, states, proc.pid)
                     say(f"  baseline, no closure running: {summary(idle)}")
 
-                    approvers = Approvers(slack, states)
+                    approvers = Approvers(slack, states.states.get)
                     tasks.append(asyncio.create_task(approvers.run()))
                     started = time.perf_counter()
                     start_acks: list[float] = []

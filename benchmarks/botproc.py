@@ -28,7 +28,7 @@ async def main(config: str, port: int, limit: int, window: float) -> None:
         loop.set_debug(True)
         loop.slow_callback_duration = float(slow)
     service = await start_service(load_settings(config), host="127.0.0.1", port=port)
-    for tenant in service.runner.tenants.values():
+    for tenant in service.core.tenants.values():
         tenant.graph.pacer = WritePacer(((limit, window),), ca_interval=window / limit)
     print(f"listening {service.url}", flush=True)
     await serve_forever(service)

@@ -1,4 +1,8 @@
-"""The command line: demo | run | check | diagram | audit. The only wiring point."""
+"""The command line: demo | run | check | diagram | audit. The only wiring point.
+
+User errors (config, arguments, a port in use, a credential that cannot work) are one line on
+stderr and exit 2; a service that cannot be reached at start is one line and exit 1, so a
+supervisor's restart may fix it."""
 
 from __future__ import annotations
 
@@ -6,17 +10,42 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
 from bot.config import ConfigError, Settings, load_settings
+from bot.logs import FORMATS, LEVELS, configure
+from bot.startup import StartupError, Unreachable
 from storage.lock import InstanceLockedError
 
 
 class CliError(Exception):
     """A user error: printed as one line, exit 2."""
+
+
+def version() -> str:
+    """The installed distribution's version (pyproject's), or the source tree's if not installed."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("close-account-bot")
+    except PackageNotFoundError:  # pragma: no cover - running from a bare source tree
+        return "0+unknown"
+
+
+def port_number(text: str) -> int:
+    """A TCP port for --port: 0 (any free port) to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number (0 to 65535)")
+    return port
 
 
 def _settings(path: str) -> Settings:
@@ -39,6 +68,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
     tenant = settings.tenant(args.tenant)
     if tenant is None:
         raise CliError(f"{args.config}: tenants: no tenant named {args.tenant!r}")
+    if not settings.storage_path.is_file():  # opening it would create an empty database
+        raise CliError(
+            f"{args.config}: storage.path: no database at {settings.storage_path}"
+            " (check the path; `run` creates it)"
+        )
     db = open_db(settings.storage_path)
     rows = trail(db, tenant.name)
     print(
@@ -49,19 +83,19 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 async def _check(settings: Settings) -> int:
     """Reads only: no database, no Slack posts, no Graph writes."""
-    import aiohttp
-
-    from bot.doctor import check_slack, check_tenant, table
+    from bot.doctor import check_slack, check_storage, check_tenant_reachable, table
+    from bot.network import client_session
     from bot.service import build_tenants, ca_bundle, slack_client, ssl_context
 
     context = ssl_context(settings.ca_file)
     bundle = ca_bundle(settings.ca_file)
-    async with aiohttp.ClientSession() as session:
+    async with client_session(settings.network) as session:
         tenants = build_tenants(settings, session, context, bundle)
         try:
-            lines = await check_slack(slack_client(settings, context, session), settings)
+            lines = [check_storage(settings.storage_path)]
+            lines += await check_slack(slack_client(settings, context, session), settings)
             for tenant in tenants.values():
-                lines += await check_tenant(tenant)
+                lines += await check_tenant_reachable(tenant)
         finally:
             for tenant in tenants.values():
                 getattr(tenant.graph.tokens, "close", lambda: None)()
@@ -78,16 +112,32 @@ def cmd_check(args: argparse.Namespace) -> int:
 async def _run(settings: Settings, host: str, port: int) -> None:
     from bot.service import serve_forever, start_service
 
+    # SIGTERM (systemd, Kubernetes, `docker stop` without the image's STOPSIGNAL) and SIGINT stop
+    # the bot the same clean way: the runner stops, the database closes, the lock is released.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, _stopper(stop, signum))
     service = await start_service(settings, host=host, port=port)
     print(f"close-account-bot listening on {service.url}/slack/events", flush=True)
-    await serve_forever(service)
+    await serve_forever(service, stop)
+
+
+def _stopper(stop: asyncio.Event, signum: int) -> Callable[[], None]:
+    def handler() -> None:
+        logging.getLogger("close_account_bot").info(
+            "%s received; stopping", signal.Signals(signum).name
+        )
+        stop.set()
+
+    return handler
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args.config)
     try:
         asyncio.run(_run(settings, args.host, args.port))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a signal before the handlers were installed
         pass
     return 0
 
@@ -115,6 +165,7 @@ def parser() -> argparse.ArgumentParser:
         prog="close-account-bot",
         description="Close a Microsoft 365 tenant from Slack: planned, approved, verified.",
     )
+    p.add_argument("--version", action="version", version=f"close-account-bot {version()}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     demo = sub.add_parser("demo", help="run a whole closure against the embedded simulators")
     demo.add_argument("--users", type=int, default=250)
@@ -126,8 +177,10 @@ def parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
     run = sub.add_parser("run", help="run the bot")
     run.add_argument("--config", required=True)
-    run.add_argument("--port", type=int, default=3000)
+    run.add_argument("--port", type=port_number, default=3000)
     run.add_argument("--host", default="0.0.0.0")
+    run.add_argument("--log-level", choices=list(LEVELS), default="info")
+    run.add_argument("--log-format", choices=list(FORMATS), default="text")
     run.set_defaults(func=cmd_run)
     check = sub.add_parser("check", help="check config, credentials, permissions and roles")
     check.add_argument("--config", required=True)
@@ -143,13 +196,19 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = parser().parse_args(argv)
+    # `run` logs at --log-level (default info); every other command only warnings, as text.
+    configure(
+        getattr(args, "log_level", "warning"), getattr(args, "log_format", "text"), sys.stderr
+    )
     try:
         code: int = args.func(args)
-    except (ConfigError, CliError, InstanceLockedError) as exc:
+    except (ConfigError, CliError, InstanceLockedError, StartupError) as exc:
         print(f"close-account-bot: {exc}", file=sys.stderr)
         return 2
+    except Unreachable as exc:
+        print(f"close-account-bot: {exc}", file=sys.stderr)
+        return 1
     return code
 
 

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.messages import (
+    PHASE_LABEL,
+    duration,
+    mentions,
+    rollback_note,
+    slack_date,
+    step_of_total,
+)
 from statemachine import steps
 from statemachine.closure import split_state
 from statemachine.plan import Plan
@@ -14,16 +21,6 @@ from statemachine.steps import ROLLBACK
 
 Block = dict[str, Any]
 SAMPLE = 10
-PHASE_LABEL = {
-    "planning": "planning",
-    "awaiting_approval": "waiting for approval",
-    "executing": "running",
-    "waiting_external": "waiting on the admin / Microsoft",
-    "verifying": "verifying with Microsoft",
-    "blocked": "BLOCKED",
-    "rejected": "VETOED",
-    "failed": "FAILED",
-}
 KIND_LABEL = {
     "user": "users",
     "subscription": "subscriptions",
@@ -51,16 +48,6 @@ def _context(text: str) -> Block:
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": text[:3000]}]}
 
 
-def slack_date(epoch: float) -> str:
-    """A Slack date token that each reader sees in their own time zone."""
-    fallback = datetime.datetime.fromtimestamp(epoch, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return f"<!date^{int(epoch)}^{{date_short_pretty}} {{time}}|{fallback}>"
-
-
-def mentions(users: Sequence[str]) -> str:
-    return ", ".join(f"<@{u}>" for u in users) or "nobody"
-
-
 @dataclass(frozen=True)
 class Progress:
     done: int
@@ -74,19 +61,8 @@ class Progress:
         if self.rate:
             parts.append(f"{self.rate:,.1f}/s")
         if self.eta_seconds is not None and self.done < self.total:
-            parts.append(f"ETA {_duration(self.eta_seconds)}")
+            parts.append(f"ETA {duration(self.eta_seconds)}")
         return " · ".join(parts)
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 1:
-        return f"{int(seconds * 1000)}ms"
-    seconds = int(seconds)
-    if seconds < 90:
-        return f"{seconds}s"
-    if seconds < 5400:
-        return f"{seconds // 60}m"
-    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
 
 
 @dataclass(frozen=True)
@@ -101,10 +77,6 @@ class StatusView:
     approvals: Mapping[str, Sequence[str]] = field(default_factory=dict)  # step -> approvers
     progress: Progress | None = None
     rollback_possible: bool | None = None  # None: not worth saying (finished, rolled back)
-
-
-def status_text(view: StatusView) -> str:
-    return f"Closure of {view.tenant} ({view.tenant_id}): {view.state}"
 
 
 def status_blocks(view: StatusView) -> list[Block]:
@@ -156,29 +128,10 @@ def status_blocks(view: StatusView) -> list[Block]:
     blocks.append(_text("\n".join(lines)))
     if view.note:
         blocks.append(_context(view.note))
-    if view.rollback_possible is True and current is not None and current != ROLLBACK:
-        blocks.append(
-            _context(
-                ":leftwards_arrow_with_hook: Rollback is still possible"
-                " (`/close-account rollback` until step 5 starts purging)."
-            )
-        )
-    elif view.rollback_possible is False:
-        blocks.append(_context("Point of no return passed: this closure can no longer be undone."))
+    note = rollback_note(view.rollback_possible)
+    if note and (view.rollback_possible is False or current not in (None, ROLLBACK)):
+        blocks.append(_context(note))
     return blocks
-
-
-def _step_title(step: str) -> str:
-    if step == ROLLBACK:
-        return "the rollback"
-    return f"step {steps.number(step)}/{len(steps.names())}"
-
-
-def approval_text(plan: Plan) -> str:
-    return (
-        f"Approval needed for {_step_title(plan.step)}, {steps.info(plan.step).title}:"
-        f" {plan.hash[:12]}"
-    )
 
 
 def approval_blocks(
@@ -197,7 +150,7 @@ def approval_blocks(
             "type": "header",
             "text": {
                 "type": "plain_text",
-                "text": f"Approve {_step_title(plan.step)}: {steps.info(plan.step).title}"[:150],
+                "text": f"Approve {step_of_total(plan.step)}: {steps.info(plan.step).title}"[:150],
             },
         },
         _text(

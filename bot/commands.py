@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from bot.runner import Reply, Runner
-from statemachine import steps
-from statemachine.closure import split_state
+from bot.actions import Actions, Reply
+from bot.messages import state_words
 from storage import closures as closures_db
 
 USAGE = (
@@ -75,7 +74,7 @@ def _clip(text: str) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-async def handle(runner: Runner, user: str, text: str) -> Reply:
+async def handle(actions: Actions, user: str, text: str) -> Reply:
     """Run a command for `user` and say what happened; every refusal says why."""
     try:
         command = parse(text)
@@ -84,57 +83,46 @@ async def handle(runner: Runner, user: str, text: str) -> Reply:
     if command.verb == "help":
         return Reply(True, HELP)
     if command.verb == "list":
-        return Reply(True, list_text(runner))
+        return Reply(True, list_text(actions))
     if command.verb == "status":
-        return Reply(True, status_text(runner, command.tenant))
+        return Reply(True, status_text(actions, command.tenant))
     assert command.tenant is not None
-    if command.verb == "start":
-        return await runner.start_closure(command.tenant, user)
     if command.verb == "abort":
-        return await runner.abort(command.tenant, user, command.reason)
-    if command.verb == "audit":
-        return await runner.post_audit(command.tenant, user)
-    if command.verb == "rollback":
-        return await runner.rollback(command.tenant, user)
-    if command.verb == "disable-sync":
-        return await runner.disable_sync(command.tenant, user)
-    return await runner.retry(command.tenant, user)
+        return await actions.abort(command.tenant, user, command.reason)
+    handler = {
+        "start": actions.start_closure,
+        "audit": actions.post_audit,
+        "rollback": actions.rollback,
+        "disable-sync": actions.prepare,
+        "retry": actions.retry,
+    }[command.verb]
+    return await handler(command.tenant, user)
 
 
-def _describe(state: str) -> str:
-    step, phase = split_state(state)
-    if step is None:
-        return phase.replace("_", " ")
-    title = steps.info(step).title
-    if not steps.is_step(step):
-        return f"{title}: {phase.replace('_', ' ')}"
-    return f"step {steps.number(step)}/{len(steps.names())} {title}: {phase.replace('_', ' ')}"
-
-
-def list_text(runner: Runner) -> str:
-    rows = closures_db.open_closures(runner.db)
+def list_text(actions: Actions) -> str:
+    rows = closures_db.open_closures(actions.db)
     if not rows:
         return "No open closures."
     return "Open closures:\n" + "\n".join(
-        f"• *{r.tenant}* (`{r.tenant_id}`): `{r.state}` — {_describe(r.state)}" for r in rows
+        f"• *{r.tenant}* (`{r.tenant_id}`): `{r.state}` — {state_words(r.state)}" for r in rows
     )
 
 
-def status_text(runner: Runner, tenant_name: str | None) -> str:
+def status_text(actions: Actions, tenant_name: str | None) -> str:
     if tenant_name is None:
-        names = [t.name for t in runner.settings.tenants]
+        names = [t.name for t in actions.settings.tenants]
         lines = []
         for name in names:
-            row = closures_db.latest_closure_for(runner.db, name)
+            row = closures_db.latest_closure_for(actions.db, name)
             lines.append(f"• *{name}*: " + (f"`{row.state}`" if row else "never closed"))
         return "Tenants:\n" + "\n".join(lines)
-    tenant = runner.settings.tenant(tenant_name)
+    tenant = actions.settings.tenant(tenant_name)
     if tenant is None:
         return f"Unknown tenant `{tenant_name}`."
-    row = closures_db.latest_closure_for(runner.db, tenant.name)
+    row = closures_db.latest_closure_for(actions.db, tenant.name)
     if row is None:
         return f"{tenant.name}: no closure yet."
-    text = f"*{tenant.name}* (`{tenant.tenant_id}`): `{row.state}` — {_describe(row.state)}"
+    text = f"*{tenant.name}* (`{tenant.tenant_id}`): `{row.state}` — {state_words(row.state)}"
     if row.reason:
         text += f"\n{row.reason}"
     return text

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -58,6 +60,17 @@ async def check_slack(client: AsyncWebClient, settings: Settings) -> list[Line]:
         error = exc.response.get("error")
         return [
             Line("slack", "bot token", False, str(error), "reinstall the app; set SLACK_BOT_TOKEN")
+        ]
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        where = settings.slack.api_url or "https://slack.com/api/"
+        return [
+            Line(
+                "slack",
+                "reachable",
+                False,
+                f"cannot reach {where}: {str(exc) or type(exc).__name__}",
+                "check the network, the proxy and [slack] api_url",
+            )
         ]
     lines = [Line("slack", "bot token", True, f"{auth.get('user')} in {auth.get('team')}")]
     granted = {s.strip() for s in str(auth.headers.get("x-oauth-scopes", "")).split(",") if s}
@@ -256,3 +269,36 @@ def table(lines: Sequence[Line]) -> str:
         + (f"  -> {r[4]}" if r[4] else "")
         for r in rows
     )
+
+
+def check_storage(path: Path) -> Line:
+    """The database exists, or `run` can create it: a mistyped path is caught before the start."""
+    if path.is_file():
+        return Line("storage", "database", True, f"{path}")
+    if path.exists():
+        return Line("storage", "database", False, f"{path} is not a file", "fix [storage] path")
+    if path.parent.is_dir():
+        return Line("storage", "database", True, f"{path} (created by the first run)")
+    return Line(
+        "storage",
+        "database",
+        False,
+        f"{path.parent} does not exist",
+        "fix [storage] path or create the directory for the bot's user",
+    )
+
+
+async def check_tenant_reachable(tenant: ms.Tenant) -> list[Line]:
+    """check_tenant, with a Microsoft host that does not answer as a failed line, not a raise."""
+    try:
+        return await check_tenant(tenant)
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        return [
+            Line(
+                tenant.settings.name,
+                "reachable",
+                False,
+                f"cannot reach Microsoft: {str(exc) or type(exc).__name__}",
+                "check the network, the proxy, the cloud and any endpoint overrides",
+            )
+        ]

@@ -3,7 +3,7 @@
 `home_view` is pure (closures in, a `views.publish` view out), in the style of `bot.blocks`:
 open closures first, then the most recently finished, each with its state in words, the
 current step, who approved what, who or what it waits on, whether it can still be rolled back
-and a link to its thread. `build_home` reads them from the database through the runner and
+and a link to its thread. `build_home` reads them from the database (a `HomeSource`) and
 fetches the thread permalinks (cached; a failure only leaves the link out); `publish_home`
 sends the view for one user.
 """
@@ -15,13 +15,20 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 from slack_sdk.errors import SlackClientError
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlite_utils import Database
 
-from bot.blocks import PHASE_LABEL, Block, Progress, _duration, mentions, slack_date
+from bot.approvers import Approvers
+from bot.blocks import Block, Progress
 from bot.commands import USAGE
+from bot.config import Settings
+from bot.identity import Directory
+from bot.messages import PHASE_LABEL, duration, mentions, slack_date, state_words
+from bot.status import status_view
 from statemachine import approvals as rules
 from statemachine import steps
 from statemachine.closure import FINAL_STATES, split_state
@@ -29,9 +36,6 @@ from statemachine.steps import ROLLBACK
 from storage import approvals as requests_db
 from storage import closures as closures_db
 from storage.closures import ClosureRow
-
-if TYPE_CHECKING:
-    from bot.runner import Runner
 
 log = logging.getLogger("close_account_bot.home")
 
@@ -44,7 +48,6 @@ FIXED_BLOCKS = 5  # header, intro, two group headers, the "not shown" note
 MAX_SHOWN = (MAX_VIEW_BLOCKS - FIXED_BLOCKS) // BLOCKS_PER_CLOSURE
 PERMALINK_CACHE = 1024
 
-FINAL_LABEL = {"closed": "closed", "aborted": "aborted", "rolled_back": "rolled back"}
 FINAL_MARK = {
     "closed": ":white_check_mark:",
     "aborted": ":octagonal_sign:",
@@ -130,21 +133,8 @@ def _header(text: str) -> Block:
 def _when(epoch: float, now: float) -> str:
     """A date every reader sees in their own time zone, and how far it is from now."""
     delta = epoch - now
-    rel = f"in {_duration(delta)}" if delta >= 0 else f"{_duration(-delta)} ago"
+    rel = f"in {duration(delta)}" if delta >= 0 else f"{duration(-delta)} ago"
     return f"{slack_date(epoch)} ({rel})"
-
-
-def state_words(state: str) -> str:
-    """The state as a person says it: 'step 2/5, Cancel all active subscriptions: running'."""
-    step, phase = split_state(state)
-    if step is None:
-        return FINAL_LABEL.get(phase, phase.replace("_", " "))
-    label = PHASE_LABEL.get(phase, phase.replace("_", " "))
-    if step == ROLLBACK:
-        return f"rollback, {steps.info(ROLLBACK).title}: {label}"
-    if steps.is_step(step):
-        return f"step {steps.number(step)}/{len(steps.names())}, {steps.info(step).title}: {label}"
-    return f"{step}: {label}"
 
 
 def _approved_line(approvals: Mapping[str, Sequence[str]]) -> str | None:
@@ -286,15 +276,27 @@ def home_view(
 _permalinks: OrderedDict[tuple[str, str, str], str] = OrderedDict()
 
 
-async def permalink(runner: Runner, channel: str, ts: str) -> str | None:
+@dataclass(frozen=True)
+class HomeSource:
+    """What the Home tab is read from: the database, Slack (for links), who may approve."""
+
+    db: Database
+    client: AsyncWebClient
+    clock: Callable[[], float]
+    settings: Settings
+    directory: Directory
+    approvers: Approvers
+
+
+async def permalink(source: HomeSource, channel: str, ts: str) -> str | None:
     """The message's permalink, cached (least recently used first out); None if Slack fails."""
-    key = (str(runner.client.base_url), channel, ts)
+    key = (str(source.client.base_url), channel, ts)
     cached = _permalinks.get(key)
     if cached is not None:
         _permalinks.move_to_end(key)
         return cached
     try:
-        resp = await runner.client.chat_getPermalink(channel=channel, message_ts=ts)
+        resp = await source.client.chat_getPermalink(channel=channel, message_ts=ts)
     except (SlackClientError, aiohttp.ClientError, TimeoutError) as exc:
         log.warning("no permalink for %s/%s: %s", channel, ts, exc)
         return None
@@ -307,19 +309,21 @@ async def permalink(runner: Runner, channel: str, ts: str) -> str | None:
     return link
 
 
-async def _eligible(runner: Runner, row: ClosureRow) -> tuple[str, ...]:
-    tenant = runner.settings.tenant(row.tenant)
+async def _eligible(source: HomeSource, row: ClosureRow) -> tuple[str, ...]:
+    tenant = source.settings.tenant(row.tenant)
     if tenant is None:
         return ()
     try:
-        active = await runner.directory.active_ids(tenant.approvers)
+        active = await source.directory.active_ids(tenant.approvers)
     except (SlackClientError, aiohttp.ClientError, TimeoutError) as exc:
         log.warning("cannot check approvers' accounts for %s: %s", row.tenant, exc)
-        active = runner.directory.ids(tenant.approvers)
-    return rules.eligible_approvers(active, runner.requesters_of(row))
+        active = source.directory.ids(tenant.approvers)
+    return rules.eligible_approvers(active, source.approvers.requesters(row))
 
 
-async def home_closure(runner: Runner, row: ClosureRow, *, detailed: bool = True) -> HomeClosure:
+async def home_closure(
+    source: HomeSource, row: ClosureRow, *, detailed: bool = True
+) -> HomeClosure:
     """A closure row as the Home tab shows it; without detail, only what sorting needs."""
     step, phase = split_state(row.state)
     base = HomeClosure(
@@ -327,7 +331,7 @@ async def home_closure(runner: Runner, row: ClosureRow, *, detailed: bool = True
         tenant=row.tenant,
         tenant_id=row.tenant_id,
         state=row.state,
-        requester=runner.requester_of(row),
+        requester=source.approvers.requester(row),
         created_at=float(row.created_at),
         updated_at=float(row.updated_at),
         display_name=row.display_name,
@@ -335,22 +339,22 @@ async def home_closure(runner: Runner, row: ClosureRow, *, detailed: bool = True
     )
     if not detailed:
         return base
-    view = runner.status_view(row)
+    view = status_view(source.db, row)
     votes: list[str] = []
     needed: tuple[str, ...] = ()
     quorum: int | None = None
     expires_at: float | None = None
     if step is not None and phase == "awaiting_approval":
-        req = requests_db.open_request(runner.db, row.id, step)
+        req = requests_db.open_request(source.db, row.id, step)
         if req is not None:
             votes = [
-                v.approver for v in requests_db.votes_for(runner.db, req.id) if v.kind == "approve"
+                v.approver for v in requests_db.votes_for(source.db, req.id) if v.kind == "approve"
             ]
-            needed = tuple(u for u in await _eligible(runner, row) if u not in votes)
+            needed = tuple(u for u in await _eligible(source, row) if u not in votes)
             quorum, expires_at = int(req.quorum), float(req.expires_at)
     link = None
     if row.status_ts:
-        link = await permalink(runner, row.channel, row.status_ts)
+        link = await permalink(source, row.channel, row.status_ts)
     return replace(
         base,
         approvals=view.approvals,
@@ -364,9 +368,9 @@ async def home_closure(runner: Runner, row: ClosureRow, *, detailed: bool = True
     )
 
 
-async def build_home(runner: Runner, user_id: str) -> dict[str, Any]:
+async def build_home(source: HomeSource, user_id: str) -> dict[str, Any]:
     """The Home view for `user_id`, read from the database; Slack is asked only for links."""
-    rows = closures_db.all_closures(runner.db)
+    rows = closures_db.all_closures(source.db)
     open_, done, _, _ = _pick(
         rows,
         finished=lambda r: r.state in FINAL_STATES,
@@ -375,17 +379,17 @@ async def build_home(runner: Runner, user_id: str) -> dict[str, Any]:
     )
     shown = {r.id for r in (*open_, *done)}
     closures = await asyncio.gather(
-        *(home_closure(runner, row, detailed=row.id in shown) for row in rows)
+        *(home_closure(source, row, detailed=row.id in shown) for row in rows)
     )
-    return home_view(closures, now=runner.clock(), viewer=user_id or None)
+    return home_view(closures, now=source.clock(), viewer=user_id or None)
 
 
-async def publish_home(runner: Runner, user_id: str) -> None:
+async def publish_home(source: HomeSource, user_id: str) -> None:
     """Publish the Home tab for `user_id`; a Slack error is logged, never raised."""
     if not user_id:
         return
-    view = await build_home(runner, user_id)
+    view = await build_home(source, user_id)
     try:
-        await runner.client.views_publish(user_id=user_id, view=view)
+        await source.client.views_publish(user_id=user_id, view=view)
     except (SlackClientError, aiohttp.ClientError, TimeoutError) as exc:
         log.warning("views.publish for %s failed: %s", user_id, exc)

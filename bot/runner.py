@@ -1,9 +1,6 @@
-"""Moves closures: runs each phase's Graph and Slack work, then fires the trigger that records it.
-
-One asyncio task drives each open closure; it sleeps until woken (a vote, a command) or until
-its next timer (an expiry, a poll). State changes happen under one lock per tenant around
-load -> trigger -> save; Graph and Slack I/O happen outside it.
-"""
+"""The runner: one task per open closure, woken by a vote or a command or by its next timer (an
+expiry, a poll), with backoff after errors that changed nothing; and the Slack-facing work that
+goes after Slack has its answer. What each phase does is `bot.phases`'."""
 
 from __future__ import annotations
 
@@ -11,85 +8,68 @@ import asyncio
 import contextlib
 import logging
 import math
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
 from sqlite_utils import Database
 
-from bot import blocks
-from bot.config import Settings
-from bot.editbudget import EditBudget
-from bot.identity import Directory
-from bot.microsoft import tenant as ms
+from bot import logs
 from bot.microsoft.graph import GraphError
+from bot.microsoft.tenant import StepError
 from bot.microsoft.tokens import TokenError
-from bot.people import People, Reply
-from bot.phases import Interrupted
-from statemachine.closure import (
-    is_final,
-)
+from bot.outbox import Outbox
+from bot.phases import Interrupted, Phases
+from bot.status import Status
+from bot.transitions import Transitions
+from statemachine.closure import is_final
 from storage import closures as closures_db
+from storage import outbox
 
-__all__ = ["Reply", "Runner"]
 log = logging.getLogger("close_account_bot.runner")
 
 
-class Runner(People):
-    def __init__(
-        self,
-        *,
-        settings: Settings,
-        db: Database,
-        client: AsyncWebClient,
-        tenants: dict[str, ms.Tenant],
-        session: aiohttp.ClientSession,
-        ssl_context: Any = None,
-        clock: Callable[[], float] = time.time,
-        status_interval: float = 2.0,
-        edit_budget: EditBudget | None = None,
-    ) -> None:
-        self.settings = settings
-        self.db = db
-        self.client = client
-        self.tenants = tenants
-        self.session = session
-        self.ssl_context = ssl_context
-        self.clock = clock
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._wakers: dict[str, asyncio.Event] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._last_progress: dict[str, float] = {}
-        self._stopping = False
+class Wakers:
+    """One event per closure: set when something happened that its task should look at."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, asyncio.Event] = {}
+
+    def event(self, closure_id: str) -> asyncio.Event:
+        return self._events.setdefault(closure_id, asyncio.Event())
+
+    def wake(self, closure_id: str) -> None:
+        self.event(closure_id).set()
+
+
+class Background:
+    """Slack-facing work run after Slack has its answer (Slack's 3 s must never wait on its own
+    rate limits), and listeners' work in flight; `stop` lets both finish."""
+
+    def __init__(self) -> None:
         self._inflight: set[asyncio.Task[Any]] = set()
-        self._flush_locks: dict[str, asyncio.Lock] = {}
-        self._status_locks: dict[str, asyncio.Lock] = {}
-        self._shown_status: dict[str, str] = {}
-        self._reconciled: set[int] = set()
-        self.status_interval = status_interval
-        self._last_edit: dict[str, float] = {}
-        self._status_writers: dict[str, asyncio.Task[None]] = {}
-        self._status_stale: set[str] = set()
-        self._edit_budget = edit_budget
-        self._pending_progress: dict[str, blocks.Progress] = {}
-        self.directory = Directory(client, db, clock)
 
-    # --- lifecycle ---------------------------------------------------------------------------
+    def run(self, work: Coroutine[Any, Any, None]) -> None:
+        """A Slack or network error is logged (the drive loop shows the state again when the
+        closure next moves)."""
 
-    async def start(self) -> int:
-        """Resume every open closure from the database; returns how many."""
-        rows = closures_db.open_closures(self.db)
-        # Finished closures whose last posts or status edit a crash cut short get them now.
-        for row in [*rows, *closures_db.needing_slack(self.db)]:
-            self.spawn(row.id)
-        return len(rows)
+        async def guarded() -> None:
+            try:
+                await work
+            except SlackApiError as exc:
+                log.warning("Slack error after an answer: %s", exc.response.get("error"))
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                log.warning("Slack unreachable after an answer: %s", exc)
+
+        task = asyncio.create_task(guarded())
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
 
     @contextlib.contextmanager
     def busy(self) -> Iterator[None]:
-        """Mark a listener's work in flight so that stop() lets it finish."""
+        """Mark a listener's work in flight so that `finish` lets it end."""
         task = asyncio.current_task()
         if task is not None:
             self._inflight.add(task)
@@ -99,11 +79,48 @@ class Runner(People):
             if task is not None:
                 self._inflight.discard(task)
 
-    async def stop(self) -> None:
-        for writer in list(self._status_writers.values()):
-            writer.cancel()  # what a status message still lacks is shown after the restart
+    async def finish(self, within: float = 10) -> None:
         if self._inflight:  # let replies already under way reach Slack
-            await asyncio.wait(set(self._inflight), timeout=10)
+            await asyncio.wait(set(self._inflight), timeout=within)
+
+
+@dataclass(eq=False, kw_only=True)
+class Runner:
+    db: Database
+    clock: Callable[[], float]
+    phases: Phases
+    transitions: Transitions
+    outbox: Outbox
+    status: Status
+    wakers: Wakers
+    background: Background
+    backoff: float  # after an error that changed nothing
+    _tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict, init=False, repr=False)
+    _stopping: bool = field(default=False, init=False, repr=False)
+
+    async def start(self) -> int:
+        """Resume every open closure from the database; returns how many."""
+        rows = closures_db.open_closures(self.db)
+        # A post still queued may have reached Slack from a process whose database this is not
+        # (restored from a backup): each is looked up in its thread before it is sent.
+        outbox.mark_unsure(self.db, self.clock())
+        # Finished closures whose last posts or status edit a crash cut short get them now.
+        for row in [*rows, *closures_db.needing_slack(self.db)]:
+            self.spawn(row.id)
+        return len(rows)
+
+    def spawn(self, closure_id: str) -> None:
+        task = self._tasks.get(closure_id)
+        if task is None or task.done():
+            row = closures_db.get_closure(self.db, closure_id)  # every line it logs names it
+            context = logs.closure_context(closure_id, row.tenant, row.state) if row else None
+            self._tasks[closure_id] = asyncio.create_task(
+                self._drive(closure_id), name=f"closure-{closure_id}", context=context
+            )
+
+    async def stop(self) -> None:
+        self.status.stop()
+        await self.background.finish()
         self._stopping = True
         tasks = list(self._tasks.values())
         for task in tasks:
@@ -119,10 +136,8 @@ class Runner(People):
         while tasks := [t for t in self._tasks.values() if not t.done()]:
             await asyncio.wait(tasks)
 
-    # --- the drive loop ----------------------------------------------------------------------
-
     async def _drive(self, closure_id: str) -> None:
-        waker = self._wakers.setdefault(closure_id, asyncio.Event())
+        waker = self.wakers.event(closure_id)
         while not self._stopping:
             row = closures_db.get_closure(self.db, closure_id)
             if row is None:
@@ -130,36 +145,34 @@ class Runner(People):
             waker.clear()
             try:
                 # First what a crash left unsent: the status message and queued thread posts.
-                await self.flush(closure_id)
+                await self.outbox.flush(closure_id)
                 if row.status_ts is None or row.status_state != row.state:
-                    await self.refresh_status(closure_id)
+                    await self.status.refresh(closure_id)
                 if is_final(row.state):
                     fresh = closures_db.get_closure(self.db, closure_id)
                     if fresh is None or is_final(fresh.state):
                         return
                     continue  # moved on meanwhile (a rollback after an abort): drive it
-                delay = await self._phase(row)
+                delay = await self.phases.run(row)
             except asyncio.CancelledError:
                 raise
             except Interrupted:
                 delay = None
             except SlackApiError as exc:
                 log.warning("closure %s: Slack error %s", closure_id, exc.response.get("error"))
-                delay = self._backoff()
+                delay = self.backoff
             except (aiohttp.ClientError, TimeoutError) as exc:  # Slack (or ARM) unreachable
                 log.warning("closure %s: network error %s; trying again", closure_id, exc)
-                delay = self._backoff()
-            except (GraphError, TokenError, ms.StepError) as exc:
-                delay = None if await self._fail(row, str(exc)) else self._backoff()
+                delay = self.backoff
+            except (GraphError, TokenError, StepError) as exc:
+                delay = None if await self.transitions.fail(row, str(exc)) else self.backoff
             except Exception as exc:  # a bug must not kill the task silently
                 log.exception("closure %s: unexpected error", closure_id)
-                failed = await self._fail(row, f"internal error: {type(exc).__name__}: {exc}")
-                delay = None if failed else self._backoff()
+                reason = f"internal error: {type(exc).__name__}: {exc}"
+                delay = None if await self.transitions.fail(row, reason) else self.backoff
             if delay is None:
                 continue
             try:
                 await asyncio.wait_for(waker.wait(), None if math.isinf(delay) else delay)
             except TimeoutError:
                 pass
-
-    # --- transitions -------------------------------------------------------------------------

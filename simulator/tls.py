@@ -1,5 +1,6 @@
 """Throwaway TLS material for the simulators: a one-off CA, a server certificate it signs for
-127.0.0.1 / localhost, and self-signed client certificates for certificate credentials.
+127.0.0.1 / localhost (and any real host names the simulator answers for), and self-signed
+client certificates for certificate credentials.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import ipaddress
 import os
 import ssl
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -44,8 +46,9 @@ def _pem_key(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
     )
 
 
-def create_server_tls(directory: str | None = None) -> ServerTLS:
-    """Make a fresh CA and a server certificate for 127.0.0.1; write the CA PEM to a file.
+def create_server_tls(directory: str | None = None, dns_names: Iterable[str] = ()) -> ServerTLS:
+    """Make a fresh CA and a server certificate for 127.0.0.1, localhost and `dns_names` (real
+    host names a test reaches through a proxy); write the CA PEM to a file.
 
     The server key and certificate touch the disk only for as long as `load_cert_chain` needs.
     """
@@ -91,7 +94,11 @@ def create_server_tls(directory: str | None = None) -> ServerTLS:
         .not_valid_after(now + _VALIDITY)
         .add_extension(
             x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+                [
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    x509.DNSName("localhost"),
+                    *(x509.DNSName(name) for name in sorted(set(dns_names)) if name != "localhost"),
+                ]
             ),
             critical=False,
         )

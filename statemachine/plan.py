@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 
@@ -116,6 +116,14 @@ class PlanDiff:
 
     def __bool__(self) -> bool:
         return bool(self.added or self.removed or self.changed)
+
+
+def still_to_do(approved: Plan, fresh: Plan) -> Plan:
+    """The approved plan less what the step's fresh plan no longer lists: what Microsoft shows
+    done already (deleted, cancelled, turned off) is not written again, and nothing the
+    approvals did not cover is added."""
+    left = {(item.kind, item.id) for item in fresh.items}
+    return replace(approved, items=tuple(i for i in approved.items if (i.kind, i.id) in left))
 
 
 def diff(old: Plan, new: Plan) -> PlanDiff:

@@ -301,3 +301,41 @@ def update_step(db: Database, closure_id: str, step: str, **fields: Unpack[StepF
             f" ON CONFLICT (closure_id, step) DO UPDATE SET {updates}",
             [closure_id, step, *values.values()],
         )
+
+
+# --- read-only, for /metrics ---------------------------------------------------------------
+
+
+def counts_by_state(db: Database) -> dict[str, int]:
+    """How many closures are in each state (final states included)."""
+    return dict(db.execute("SELECT state, COUNT(*) FROM closures GROUP BY state").fetchall())
+
+
+def open_request_count(db: Database) -> int:
+    """Open approval requests of closures that are still open."""
+    cursor = db.execute(
+        "SELECT COUNT(*) FROM requests JOIN closures ON closures.id = requests.closure_id"
+        f" WHERE requests.status = 'open' AND closures.{_NOT_FINAL}",
+        FINAL_STATES,
+    )
+    return int(cursor.fetchone()[0])
+
+
+def oldest_wait_on_people(db: Database) -> float | None:
+    """Since when the oldest wait on a person has lasted: the oldest open approval request of an
+    open closure, or the oldest entry into `waiting_external` (from the audit trail); None if
+    nothing waits on a person."""
+    cursor = db.execute(
+        "SELECT MIN(since) FROM ("
+        " SELECT requests.created_at AS since FROM requests"
+        " JOIN closures ON closures.id = requests.closure_id"
+        f" WHERE requests.status = 'open' AND closures.{_NOT_FINAL}"
+        " UNION ALL"
+        " SELECT COALESCE((SELECT MAX(audit.at) FROM audit WHERE audit.tenant = closures.tenant"
+        "  AND audit.closure_id = closures.id"  # the tenant first: audit_by_tenant serves it
+        "  AND json_extract(audit.detail, '$.to') = closures.state), closures.updated_at)"
+        " AS since FROM closures WHERE closures.state LIKE '%.waiting_external')",
+        FINAL_STATES,
+    )
+    since = cursor.fetchone()[0]
+    return None if since is None else float(since)

@@ -85,6 +85,13 @@ def mark_sending(db: Database, post_id: int, at: float) -> None:
         db.execute("UPDATE outbox SET sending_at = ? WHERE id = ?", [at, post_id])
 
 
+def mark_unsure(db: Database, at: float) -> None:
+    """At start, count every post still queued as possibly sent: a process whose database
+    this is not (the one a backup was restored over) may have posted it."""
+    with db.atomic():
+        db.execute("UPDATE outbox SET sending_at = ? WHERE ts IS NULL AND sending_at IS NULL", [at])
+
+
 def mark_sent(db: Database, post_id: int, ts: str) -> None:
     with db.atomic():
         db.execute("UPDATE outbox SET ts = ? WHERE id = ?", [ts, post_id])

@@ -13,26 +13,26 @@ async def test_abort_while_the_step_gets_ready_sends_no_delete(world: World) -> 
     """An abort recorded while the drive loop is in Slack I/O before executing stops the step
     before its first batch: no user is deleted after the abort."""
     assert world.service is not None
-    runner = world.service.runner
-    original = runner.flush
+    core = world.service.core
+    original = core.outbox.flush
     at_abort: list[int] = []
 
     async def flush(closure_id: str) -> None:
         await original(closure_id)
-        row = closures_db.get_closure(runner.db, closure_id)
+        row = closures_db.get_closure(core.db, closure_id)
         task = asyncio.current_task()
         in_drive = task is not None and task.get_name().startswith("closure-")
         if row and row.state == "delete_users.executing" and in_drive and not at_abort:
-            await runner.abort(world.tenant.name, ADMIN, "wrong tenant")
+            await core.actions.abort(world.tenant.name, ADMIN, "wrong tenant")
             at_abort.append(len(world.tenant.users))
 
-    runner.flush = flush  # type: ignore[method-assign]
+    core.outbox.flush = flush  # type: ignore[method-assign]
     await world.command(world.tenant.name)
     request = await world.wait_request("delete_users")
     await world.vote(request, APPROVERS[0])
     await world.vote(request, APPROVERS[1])
     await world.wait_state("aborted")
-    await runner.idle()
+    await core.runner.idle()
     assert at_abort and len(world.tenant.users) == at_abort[0]
 
 

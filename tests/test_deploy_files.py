@@ -101,10 +101,27 @@ def guide_storage_paths(root: str) -> list[PurePosixPath]:
 # --- Dockerfile ----------------------------------------------------------------------------------
 
 
-def test_base_image_is_python_311_slim() -> None:
-    """Every stage builds on the slim Python 3.11 image."""
+EXACT_BASE = re.compile(r"python:3\.11\.\d+-slim-[a-z]+(@sha256:[0-9a-f]{64})?")
+
+
+def test_base_image_is_an_exact_python_311_slim_tag() -> None:
+    """Every stage builds on slim Python 3.11 named by patch release and Debian suite (optionally
+    a digest), never a floating tag like `python:3.11-slim` that moves under a rebuild."""
     images = [args.split()[0] for args in instruction_args("FROM")]
-    assert images and all(image.startswith("python:3.11-slim") for image in images), images
+    assert images, "no FROM"
+    for image in images:
+        assert EXACT_BASE.fullmatch(image), f"{image} is not an exact python:3.11.N-slim-SUITE tag"
+    for floating in ("python:3.11-slim", "python:3.11.17-slim", "python:3.11-slim-bookworm"):
+        assert not EXACT_BASE.fullmatch(floating), floating
+
+
+def test_guide_names_the_base_image_the_dockerfile_uses() -> None:
+    """deploy/README.md names the Dockerfile's exact base tag and how to pin its digest."""
+    [image] = [args.split()[0] for args in instruction_args("FROM")]
+    tag = image.split("@")[0]
+    text = GUIDE.read_text()
+    assert f"`{tag}`" in text, f"deploy/README.md does not name {tag}"
+    assert f"docker buildx imagetools inspect {tag}" in text
 
 
 def test_runs_as_a_dedicated_non_root_user() -> None:
@@ -125,7 +142,7 @@ def test_runs_as_a_dedicated_non_root_user() -> None:
 def test_installs_the_app_without_dev_extras() -> None:
     """The image installs the project with `pip install .` and never the test extras."""
     runs = " ".join(instruction_args("RUN"))
-    assert re.search(r"pip install (--\S+ )*\.(\s|$)", runs), runs
+    assert re.search(r"pip install (--\S+ (requirements\.lock )?)*\.(\s|$)", runs), runs
     assert "[test]" not in DOCKERFILE.read_text()
     assert not re.search(r"pip install[^&;]*-e\b", runs), "an editable install needs the source"
 
@@ -205,6 +222,31 @@ def test_healthcheck_command_passes_on_200_and_fails_on_503(status: int, healthy
             [sys.executable, "-c", local], capture_output=True, timeout=30, check=False
         )
     assert (result.returncode == 0) is healthy, result.stderr.decode()
+
+
+def test_every_python_package_the_image_copies_is_installed() -> None:
+    """pyproject's package list names every package directory the Dockerfile copies, subpackages
+    included: a non-editable `pip install .` leaves out any it does not name."""
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    copied = [w for a in instruction_args("COPY") for w in a.split()[:-1] if not w.startswith("--")]
+    found = set()
+    for source in copied:
+        if (ROOT / source).is_dir():
+            for init in (ROOT / source).rglob("__init__.py"):
+                found.add(".".join(init.parent.relative_to(ROOT).parts))
+    assert found, "the Dockerfile copies no Python package"
+    assert found - listed == set(), "packages missing from [tool.setuptools] packages"
+
+
+def test_image_copies_the_license_and_the_lock() -> None:
+    """The build context has LICENSE (pyproject's license-files) and requirements.lock."""
+    sources = {
+        w for a in instruction_args("COPY") for w in a.split()[:-1] if not w.startswith("--")
+    }
+    assert {"LICENSE", "requirements.lock"} <= sources
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")
 
 
 # --- .dockerignore -------------------------------------------------------------------------------

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.blocks import slack_date
 from bot.commands import USAGE
 from bot.home import MAX_VIEW_BLOCKS, HomeClosure, home_view, publish_home
+from bot.messages import slack_date
 from bot.world import APPROVERS, World
 from simulator.slack.blocks import check_view
 from simulator.slack.shapes import permalink
@@ -250,7 +250,7 @@ async def test_published_home_shows_the_closure_after_one_vote(world: World) -> 
     """After one vote the Home tab names the tenant, the state, the voter, the rest and the link."""
     await _one_vote(world)
     assert world.service is not None
-    await publish_home(world.service.runner, APPROVERS[1])
+    await publish_home(world.service.core.home, APPROVERS[1])
     status = world.status()
     assert status is not None
     home = world.slack.home_views[APPROVERS[1]]
@@ -269,10 +269,10 @@ async def test_a_permalink_failure_leaves_only_the_link_out(world: World) -> Non
     await _one_vote(world)
     assert world.service is not None
     world.slack.fail_next("chat.getPermalink", error="internal_error")
-    await publish_home(world.service.runner, APPROVERS[0])
+    await publish_home(world.service.core.home, APPROVERS[0])
     assert "_No thread link right now._" in sections(world.slack.home_views[APPROVERS[0]])[0]
     assert "*Waiting on:* 1 more approval" in sections(world.slack.home_views[APPROVERS[0]])[0]
-    await publish_home(world.service.runner, APPROVERS[0])
+    await publish_home(world.service.core.home, APPROVERS[0])
     assert "|Open the thread>" in sections(world.slack.home_views[APPROVERS[0]])[0]
 
 
@@ -280,7 +280,7 @@ async def test_home_with_no_closures_is_the_empty_state(make_world: MakeWorld) -
     """A workspace with no closure yet gets the friendly empty Home tab."""
     world = await make_world(users=5)
     assert world.service is not None
-    await publish_home(world.service.runner, APPROVERS[2])
+    await publish_home(world.service.core.home, APPROVERS[2])
     assert "No closures yet" in sections(world.slack.home_views[APPROVERS[2]])[0]
 
 

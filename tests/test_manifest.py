@@ -18,7 +18,14 @@ EVENT_SCOPES = {
     "app_home_opened": None,  # needs no scope
 }
 # slack_sdk helpers that call several Web API methods.
-SDK_HELPERS = {"files.uploadV2": ("files.getUploadURLExternal", "files.completeUploadExternal")}
+SDK_HELPERS = {
+    "files.uploadV2": ("files.getUploadURLExternal", "files.completeUploadExternal"),
+    "apps.connectionsOpen": ("apps.connections.open",),
+}
+# Methods called with the app-level token (xapp-), not the bot token: they need the app token's
+# own scope, not one of the manifest's bot scopes, and the reference snapshot (bot and user
+# methods) has no file for them. Slack documents it at api.slack.com/methods/apps.connections.open.
+APP_TOKEN_METHODS = {"apps.connections.open": "connections:write"}
 
 
 def manifest() -> dict:  # type: ignore[type-arg]
@@ -73,14 +80,14 @@ def test_every_called_method_exists() -> None:
     """Each Web API method the code calls is a real Slack method."""
     calls = web_api_calls()
     assert {"chat.postMessage", "chat.update"} <= calls
-    for method in calls:
+    for method in calls - APP_TOKEN_METHODS.keys():
         assert (REFERENCE / "methods" / f"{method}.json").exists(), method
 
 
 def test_scopes_are_exactly_those_used() -> None:
     """Bot scopes = the methods' bot scopes + the events' scopes + `commands`."""
     needed = {"commands"}
-    for method in web_api_calls():
+    for method in web_api_calls() - APP_TOKEN_METHODS.keys():
         doc = json.loads((REFERENCE / "methods" / f"{method}.json").read_text())
         bot_scopes = [s["name"] for s in doc.get("scopes", {}).get("bot", [])]
         # The progress channel may be public (channels:*) or private (groups:*); never a DM.

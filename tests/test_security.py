@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import re
@@ -12,8 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
+from bot import logs
 from bot.world import ADMIN, APPROVERS, CHANNEL, OUTSIDER, World
 from simulator.slack.server import SimMessage, slack_signature
 from tests.conftest import MakeWorld
@@ -364,6 +367,23 @@ def every_logger_at_debug(caplog: pytest.LogCaptureFixture) -> Iterator[Collect]
                 logger.removeHandler(handler)
 
 
+@pytest.fixture
+def operator_output() -> Iterator[tuple[io.StringIO, io.StringIO]]:
+    """What an operator reads, at DEBUG: `run`'s text output (with its redactor) and JSON output
+    whose redactor knows no secret value (so what the bot itself logs is scanned, fields too)."""
+    text_out, json_out = io.StringIO(), io.StringIO()
+    text_handler = logs.configure("debug", "text", text_out)
+    json_handler = logging.StreamHandler(json_out)
+    json_handler.setFormatter(logs.JsonFormatter(logs.Redactor()))
+    json_handler.addFilter(logs.ContextFilter())
+    logging.getLogger().addHandler(json_handler)
+    try:
+        yield text_out, json_out
+    finally:
+        logs.unconfigure(text_handler)
+        logs.unconfigure(json_handler)
+
+
 def find_secrets(blob: bytes, secret_values: dict[str, str]) -> list[str]:
     found = [name for name, value in secret_values.items() if value.encode() in blob]
     found += [f"JWT {m.group(0)[:24]!r}" for m in JWT.finditer(blob)]
@@ -373,11 +393,14 @@ def find_secrets(blob: bytes, secret_values: dict[str, str]) -> list[str]:
 async def test_no_secret_in_logs_database_or_slack(
     make_world: MakeWorld,
     every_logger_at_debug: Collect,
+    operator_output: tuple[io.StringIO, io.StringIO],
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """After a whole closure, no Slack token, signing secret, tenant client secret or Graph access
-    token is in any log line (DEBUG included), the SQLite files, or anything sent to Slack."""
+    token is in any log line (DEBUG included; raw records, and the operator's text and JSON
+    output), the SQLite files, /healthz, /metrics, or anything sent to Slack."""
+    text_out, json_out = operator_output
     world = await make_world(
         users=30, start=False, tenant={"client_secret": "tenant-secret-" + secrets.token_hex(16)}
     )
@@ -404,6 +427,11 @@ async def test_no_secret_in_logs_database_or_slack(
     assert "started" in await world.command(world.tenant.name)
     assert await world.wait_state("closed", timeout=60) == "closed"
     assert issued, "the bot obtained its Graph token from the simulated authority"
+    async with aiohttp.ClientSession() as http:
+        served = []
+        for path in ("/healthz", "/livez", "/metrics"):
+            async with http.get(f"{world.service.url}{path}") as resp:
+                served.append(await resp.read())
 
     secret_values = {
         "SLACK_BOT_TOKEN": world.slack.bot_token,
@@ -423,6 +451,13 @@ async def test_no_secret_in_logs_database_or_slack(
     )
     assert every_logger_at_debug.lines, "DEBUG logging was captured"
     assert find_secrets(log_text.encode(), secret_values) == []
+    output = {"text": text_out.getvalue(), "json": json_out.getvalue()}
+    assert "-> closed" in output["text"]
+    assert all(json.loads(line) for line in output["json"].splitlines())
+    for name, text in output.items():
+        assert find_secrets(text.encode(), secret_values) == [], name
+    for blob in served:
+        assert find_secrets(blob, secret_values) == []
 
     # (b) the database files, raw, WAL checkpointed and after the bot closed them
     db_path = Path(world.settings().storage_path)

@@ -147,8 +147,8 @@ async def test_an_unchanged_status_is_not_edited_again(world: World) -> None:
         )
 
     before = edits()
-    await world.service.runner.refresh_status(closure_id)
-    await world.service.runner.refresh_status(closure_id)
+    await world.service.core.status.refresh(closure_id)
+    await world.service.core.status.refresh(closure_id)
     assert edits() == before
     await world.vote(world.requests("delete_users")[0], APPROVERS[0])
     await world.slack.wait_for(lambda _: "Approvals: 1/2" in world.status_text())

@@ -149,6 +149,6 @@ def test_plan_round_trips_through_dict() -> None:
 
 def test_durations_read_well_in_slack() -> None:
     """Poll intervals and ETAs are shown in the unit a person expects."""
-    from bot.blocks import _duration
+    from bot.messages import duration
 
-    assert [_duration(s) for s in (0.2, 45, 300, 7200)] == ["200ms", "45s", "5m", "2h00m"]
+    assert [duration(s) for s in (0.2, 45, 300, 7200)] == ["200ms", "45s", "5m", "2h00m"]

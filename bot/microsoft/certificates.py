@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
@@ -41,12 +42,30 @@ def msal_credential(path: Path) -> dict[str, Any]:
         cert = x509.load_pem_x509_certificate(certs[0].encode())
     except ValueError as exc:
         raise CertificateError(f"{path}: the certificate is not valid PEM") from exc
+    try:
+        key = serialization.load_pem_private_key(keys[0].encode(), password=None)
+    except TypeError:  # cryptography's word for "this key needs a password"
+        raise CertificateError(
+            f"{path}: the private key is password-protected; export it without a password"
+        ) from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise CertificateError(f"{path}: the private key is not a valid PEM key") from None
+    if _public_der(key.public_key()) != _public_der(cert.public_key()):
+        raise CertificateError(f"{path}: the private key does not belong to the certificate")
     now = datetime.datetime.now(datetime.UTC)
     if cert.not_valid_after_utc <= now:
         raise CertificateError(
             f"{path}: the certificate expired on {cert.not_valid_after_utc:%Y-%m-%d}"
         )
     return {"private_key": keys[0], "public_certificate": certs[0]}
+
+
+def _public_der(key: Any) -> bytes:
+    return bytes(
+        key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
 
 
 def _pfx_as_pem(path: Path, raw: bytes) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
@@ -16,6 +17,7 @@ from bot.microsoft.pacing import WritePacer
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 MAX_BATCH = 20
+log = logging.getLogger("close_account_bot.graph")
 
 
 class TokenSource(Protocol):
@@ -92,8 +94,10 @@ class Graph:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         on_request: Callable[[str, str, int], None] | None = None,
         pacer: WritePacer | None = None,
+        name: str = "",
     ) -> None:
         self.session = session
+        self.name = name  # the tenant's configured name, for the logs
         self.graph_url = graph_url.rstrip("/")
         self.tokens = tokens
         self.ssl_context = ssl_context
@@ -145,14 +149,19 @@ class Graph:
         url = self.url(path, beta)
         refreshed = False
         attempt = 0
+        write = method != "GET" and not path.endswith("/$batch")  # a $batch is summed up whole
+        tries = throttled = 0
         while True:
             await self._pace(method, path, 1)
             try:
                 self.sent += 1
+                tries += 1
                 resp = await self._send(method, url, body, force_refresh=False)
             except (TimeoutError, aiohttp.ClientConnectionError) as exc:
                 attempt += 1
                 if attempt >= self.max_attempts:
+                    if write:
+                        self._summary(method, path, sent=tries, throttled=throttled, failed=1)
                     raise GraphError(
                         0, "connectionError", str(exc) or type(exc).__name__, path
                     ) from exc
@@ -163,6 +172,8 @@ class Graph:
             if method != "GET":
                 self.pacer.observe(resp.headers)
             if resp.ok or resp.status in ok_statuses:
+                if write:
+                    self._summary(method, path, sent=tries, throttled=throttled, ok=1)
                 return resp
             if resp.status == 401 and not refreshed:
                 refreshed = True
@@ -172,12 +183,52 @@ class Graph:
                 wait = retry_after(resp.headers, attempt, self.backoff_base)
                 if resp.status == 429:
                     self.throttled += 1
+                    throttled += 1
                     if method != "GET":
                         self.pacer.pause(wait)
                 await self.sleep(wait)
                 attempt += 1
                 continue
+            if write:
+                self._summary(
+                    method, path, sent=tries, throttled=throttled, failed=1, status=resp.status
+                )
             raise error_of(resp.status, resp.body, path)
+
+    def _summary(
+        self,
+        method: str,
+        what: str,
+        *,
+        sent: int,
+        ok: int = 0,
+        throttled: int = 0,
+        failed: int = 0,
+        status: int | None = None,
+    ) -> None:
+        """One INFO line per write or $batch of writes: what was sent and how it ended."""
+        pace = self.pacer.rate()
+        log.info(
+            "graph %s: %s %s: %d sent, %d ok, %d throttled, %d failed%s; pace %.3g writes/s",
+            self.name or self.graph_url,
+            method,
+            what,
+            sent,
+            ok,
+            throttled,
+            failed,
+            f" (last answer {status})" if status is not None else "",
+            pace,
+            extra={
+                "tenant": self.name or None,
+                "method": method,
+                "sent": sent,
+                "ok": ok,
+                "throttled": throttled,
+                "failed": failed,
+                "pace": pace,
+            },
+        )
 
     async def _pace(self, method: str, path: str, writes: int) -> None:
         if "/identity/conditionalAccess" in path:
@@ -217,6 +268,8 @@ class Graph:
         results: dict[str, Response] = {}
         for start in range(0, len(requests), MAX_BATCH):
             pending = list(requests[start : start + MAX_BATCH])
+            chunk = {r.id for r in pending}
+            tally = {"sent": 0, "throttled": 0}
             attempt = 0
             while pending:
                 envelope = {
@@ -246,6 +299,7 @@ class Graph:
                     body = sub.get("body") if isinstance(sub.get("body"), dict) else {}
                     resp = Response(status, body or {}, headers)
                     self.sent += 1
+                    tally["sent"] += 1
                     if req.method != "GET":
                         self.pacer.observe(headers)
                     if self.on_request is not None:
@@ -255,6 +309,7 @@ class Graph:
                         wait = max(wait, retry_after(headers, attempt, self.backoff_base))
                         if status == 429:
                             self.throttled += 1
+                            tally["throttled"] += 1
                             self.pacer.pause(wait)
                         continue
                     results[req.id] = resp
@@ -262,4 +317,16 @@ class Graph:
                     attempt += 1
                     await self.sleep(wait)
                 pending = retry
+            writes = sorted({r.method for r in requests[start : start + MAX_BATCH]} - {"GET"})
+            if writes:
+                done = [results[i] for i in chunk]
+                ok = sum(r.ok or r.status in ok_statuses for r in done)
+                self._summary(
+                    "/".join(writes),
+                    f"$batch of {len(chunk)}",
+                    sent=tally["sent"],
+                    ok=ok,
+                    throttled=tally["throttled"],
+                    failed=len(done) - ok,
+                )
         return results

@@ -90,6 +90,13 @@ class WritePacer:
             first = self.budgets[0]
             self.pause(20 * first.window / first.limit)
 
+    def rate(self) -> float:
+        """Writes per second the pacer lets out now (for /metrics and the logs): none while a
+        pause Microsoft asked for holds, else the tightest budget's limit over its window."""
+        if self._paused_until > self.clock():
+            return 0.0
+        return min((b.limit / b.window for b in self.budgets), default=float("inf"))
+
     async def writes(self, units: int) -> None:
         """Wait until `units` writes may go out now, and count them as spent."""
         if units <= 0:

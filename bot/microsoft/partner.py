@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from bot.config import PartnerCenterSettings, TenantSettings
+from bot.config import NetworkSettings, PartnerCenterSettings, TenantSettings
 from bot.microsoft.tokens import MsalTokens
 
 
@@ -38,7 +38,10 @@ class PartnerCenter:
         *,
         ca_bundle: str | None,
         ssl_context: ssl.SSLContext | None,
+        network: NetworkSettings | None = None,
     ) -> PartnerCenter | None:
+        """The partner's client, or None without [tenants.partner_center]. Its HTTP goes
+        through `session` (which applies the proxy); its tokens through `network`'s proxy."""
         partner = tenant.partner_center
         if partner is None:
             return None
@@ -51,7 +54,8 @@ class PartnerCenter:
             client_secret=partner.client_secret,
             certificate_file=None,
         )
-        return cls(session, partner, MsalTokens(as_partner, ca_bundle=ca_bundle), ssl_context)
+        tokens = MsalTokens(as_partner, ca_bundle=ca_bundle, network=network)
+        return cls(session, partner, tokens, ssl_context)
 
     @property
     def tenant_id(self) -> str:

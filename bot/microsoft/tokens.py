@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import functools
 import json
 from typing import Any
 
 import msal
 import requests
 
-from bot.config import TenantSettings
+from bot.config import NetworkSettings, TenantSettings
 from bot.microsoft.certificates import CertificateError, msal_credential
+from bot.network import requests_proxies
 
 MSAL_TIMEOUT = 30.0  # seconds per request to the authority
 
@@ -21,15 +21,26 @@ class TokenError(Exception):
     """Microsoft refused to issue a token; the message carries Microsoft's error, never a secret."""
 
 
-def http_session(ca_bundle: str | None) -> requests.Session:
-    """A requests session for MSAL that ignores REQUESTS_CA_BUNDLE and trusts `ca_bundle`."""
+def http_session(ca_bundle: str | None, network: NetworkSettings | None = None) -> requests.Session:
+    """A requests session for MSAL that ignores REQUESTS_CA_BUNDLE and trusts `ca_bundle`,
+    reaching each host through `network`'s proxy unless no_proxy covers it."""
     session = requests.Session()
-    session.trust_env = False  # REQUESTS_CA_BUNDLE would otherwise override `verify`
+    # REQUESTS_CA_BUNDLE would otherwise override `verify`; the proxy comes from `network`
+    # (bot/config.py reads HTTPS_PROXY and NO_PROXY), per request below.
+    session.trust_env = False
     if ca_bundle:
         session.verify = ca_bundle
-    # MSAL ignores its own `timeout` when handed a session; a silent authority must not
-    # stall a closure forever.
-    session.request = functools.partial(session.request, timeout=MSAL_TIMEOUT)  # type: ignore[method-assign]
+    send = session.request
+
+    def request(method: str | bytes, url: str | bytes, **kwargs: Any) -> requests.Response:
+        # MSAL ignores its own `timeout` when handed a session; a silent authority must not
+        # stall a closure forever.
+        kwargs.setdefault("timeout", MSAL_TIMEOUT)
+        target = url.decode() if isinstance(url, bytes) else url
+        kwargs["proxies"] = requests_proxies(network, target)
+        return send(method, url, **kwargs)
+
+    session.request = request  # type: ignore[method-assign, assignment]
     return session
 
 
@@ -47,11 +58,17 @@ def jwt_claims(token: str) -> dict[str, Any]:
 class MsalTokens:
     """App-only tokens for one tenant; MSAL caches them itself."""
 
-    def __init__(self, tenant: TenantSettings, *, ca_bundle: str | None) -> None:
+    def __init__(
+        self,
+        tenant: TenantSettings,
+        *,
+        ca_bundle: str | None,
+        network: NetworkSettings | None = None,
+    ) -> None:
         self.tenant = tenant
         self._ca_bundle = ca_bundle
         self._app: msal.ConfidentialClientApplication | None = None
-        self._http = http_session(ca_bundle)
+        self._http = http_session(ca_bundle, network)
         self._lock = asyncio.Lock()
         self.scopes = [f"{tenant.graph_url}/.default"]
 

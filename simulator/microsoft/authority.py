@@ -25,8 +25,15 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from simulator.microsoft.azure import ARM_RESOURCES
 from simulator.microsoft.graph_data import SimTenant
 from simulator.microsoft.graph_odata import Caller, GraphError
+from simulator.microsoft.hosts import HOST_ROLES
 
-GRAPH_RESOURCES = ("https://graph.microsoft.com", "00000003-0000-0000-c000-000000000000")
+GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"  # Microsoft Graph's appId, every cloud
+GRAPH_RESOURCES = ("https://graph.microsoft.com", GRAPH_APP_ID)
+# Every real resource a client-credentials scope may name: each national cloud's Graph and
+# Resource Manager, and Partner Center (simulator/microsoft/hosts.py).
+_REAL_RESOURCES = tuple(
+    f"https://{host}" for host, role in HOST_ROLES.items() if role != "authority"
+)
 _ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 _RESERVED_SCOPES = frozenset({"openid", "profile", "offline_access"})
 _DEFAULT_APP_ROLE = "0997a1d0-0d1d-4acb-b408-d5ca73121e90"  # every app's implicit directory role
@@ -108,11 +115,13 @@ class Authority:
         tenant = self._find(key)
         return None if tenant is None or tenant.deleted else tenant
 
-    def openid_configuration(self, key: str) -> Answer:
+    def openid_configuration(self, key: str, base: str | None = None) -> Answer:
+        """The discovery document; its endpoints are on `base`, the host it was asked on
+        (MSAL takes the token endpoint from here)."""
         tenant = self._live_tenant(key)
         if tenant is None:
             return self._tenant_not_found(key)
-        base, tid = self._base(), tenant.tenant_id
+        base, tid = base or self._base(), tenant.tenant_id
         host = base.split("://", 1)[1]
         return 200, {
             "token_endpoint": f"{base}/{tid}/oauth2/v2.0/token",
@@ -151,7 +160,7 @@ class Authority:
 
     # -- token endpoint ------------------------------------------------------------------------
 
-    def token(self, key: str, form: dict[str, str]) -> Answer:
+    def token(self, key: str, form: dict[str, str], base: str | None = None) -> Answer:
         tenant = self._live_tenant(key)
         if tenant is None:
             status, body = self._tenant_not_found(key)
@@ -192,7 +201,9 @@ class Authority:
                 f"The client application {client_id} is missing service principal in the tenant "
                 f"{tenant.tenant_id}.",
             )
-        failure = self._check_credential(tenant, key, form, client_id == tenant.client_id)
+        failure = self._check_credential(
+            tenant, key, form, client_id == tenant.client_id, base or self._base()
+        )
         if failure is not None:
             return failure
         resource = self._resource(form["scope"])
@@ -209,7 +220,7 @@ class Authority:
         }
 
     def _check_credential(
-        self, tenant: SimTenant, key: str, form: dict[str, str], is_bot: bool
+        self, tenant: SimTenant, key: str, form: dict[str, str], is_bot: bool, base: str
     ) -> Answer | None:
         if "client_assertion" in form:
             if form.get("client_assertion_type") != _ASSERTION_TYPE:
@@ -219,9 +230,7 @@ class Authority:
                     50027,
                     "Invalid client_assertion_type: expected " + _ASSERTION_TYPE + ".",
                 )
-            audiences = {
-                f"{self._base()}/{name}/oauth2/v2.0/token" for name in (key, tenant.tenant_id)
-            }
+            audiences = {f"{base}/{name}/oauth2/v2.0/token" for name in (key, tenant.tenant_id)}
             problem = verify_assertion(
                 form["client_assertion"],
                 tenant.client_certificates if is_bot else {},
@@ -268,6 +277,7 @@ class Authority:
             f"{self._base()}/arm",
             *ARM_RESOURCES,
             f"{self._base()}/partnercenter",
+            *_REAL_RESOURCES,
         )
         if resource.rstrip("/") not in known:
             return aad_error(
@@ -321,9 +331,13 @@ class Authority:
     # -- verification on Graph -----------------------------------------------------------------
 
     def verify(
-        self, authorization: str | None, *, audience: str = "graph"
+        self, authorization: str | None, *, audience: str = "graph", base: str | None = None
     ) -> tuple[SimTenant, Caller]:
-        """The tenant and caller of a Graph (or ARM, or Partner Center) request, or a 401."""
+        """The tenant and caller of a Graph (or ARM, or Partner Center) request, or a 401.
+
+        On a real host (`base`, e.g. https://graph.microsoft.us) only a token for that host
+        is accepted: national clouds' tokens "are not interchangeable" (microsoftgraph/
+        microsoft-graph-docs-contrib, concepts/deployments.md)."""
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise _unauthorized("Access token is empty.")
@@ -342,6 +356,8 @@ class Authority:
             "arm": (f"{self._base()}/arm", *ARM_RESOURCES),
             "partnercenter": (f"{self._base()}/partnercenter",),
         }[audience]
+        if base is not None and base != self._base():
+            audiences = (base, GRAPH_APP_ID) if audience == "graph" else (base,)
         if str(claims.get("aud", "")).rstrip("/") not in audiences:
             raise _unauthorized("Access token validation failure. Invalid audience.")
         tenant = self._find(str(claims.get("tid", "")))

@@ -1,6 +1,11 @@
 """The simulated Microsoft cloud: one HTTPS aiohttp server on 127.0.0.1 that is the login
 authority and Microsoft Graph for any number of tenants, plus a JSON control surface for a
 scripted admin. Throttling, injected faults and the write gate apply to every Graph call.
+
+Reached at its 127.0.0.1 URL, Resource Manager is under `/arm` and Partner Center under
+`/partnercenter`. Reached through a proxy (simulator/proxy.py) under a real host name, it
+routes by the Host header (simulator/microsoft/hosts.py): each national cloud's authority,
+Graph and Resource Manager hosts, and Partner Center's, all on its certificate.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from simulator.microsoft.graph_odata import (
     parse_query,
 )
 from simulator.microsoft.graph_throttle import Faults, Throttler, WriteGate, fault_response
+from simulator.microsoft.hosts import HOST_ROLES, Role, real_host
 from simulator.tls import create_server_tls
 
 __all__ = ["Faults", "MicrosoftSimulator", "RequestRecord", "SimError", "SimTenant"]
@@ -164,9 +170,12 @@ class MicrosoftSimulator:
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        tls = create_server_tls()
+        tls = create_server_tls(dns_names=HOST_ROLES)
         self.ca_file = tls.ca_file
         app = web.Application()
+        # Real host names first: a domain's sub-application only matches its Host header.
+        for host, role in HOST_ROLES.items():
+            app.add_domain(host, self._host_app(role))
         app.router.add_get("/{tenant}/v2.0/.well-known/openid-configuration", self._openid)
         app.router.add_get("/{tenant}/discovery/v2.0/keys", self._keys)
         app.router.add_post("/{tenant}/oauth2/v2.0/token", self._token)
@@ -187,6 +196,28 @@ class MicrosoftSimulator:
         await site.start()
         port = self._runner.addresses[0][1]
         self.base_url = f"https://127.0.0.1:{port}"
+
+    def _host_app(self, role: Role) -> web.Application:
+        """The routes served on one real host name."""
+        app = web.Application()
+        if role == "authority":
+            app.router.add_get("/{tenant}/v2.0/.well-known/openid-configuration", self._openid)
+            app.router.add_get("/{tenant}/discovery/v2.0/keys", self._keys)
+            app.router.add_post("/{tenant}/oauth2/v2.0/token", self._token)
+        elif role == "arm":
+            app.router.add_route("*", "/{tail:.*}", self._arm_entry)
+        elif role == "partnercenter":
+            app.router.add_route(
+                "PATCH", "/v1/customers/{customer}/subscriptions/{sub}", self._partner_entry
+            )
+        else:
+            app.router.add_route("*", "/{tail:.*}", self._graph_entry)
+        return app
+
+    def _base_of(self, request: web.Request) -> str:
+        """The base URL the client used: a real host's, or the 127.0.0.1 one."""
+        host = real_host(request.headers.get("Host"))
+        return self.base_url if host is None else f"https://{host}"
 
     async def stop(self) -> None:
         self._gate.release()
@@ -253,7 +284,9 @@ class MicrosoftSimulator:
     async def _arm_entry(self, request: web.Request) -> web.Response:
         """Azure Resource Manager: needs a token for the ARM audience of a live tenant."""
         try:
-            tenant, _ = self.authority.verify(request.headers.get("Authorization"), audience="arm")
+            tenant, _ = self.authority.verify(
+                request.headers.get("Authorization"), audience="arm", base=self._real_base(request)
+            )
         except GraphError as err:
             body = {"error": {"code": "InvalidAuthenticationToken", "message": err.message}}
             return self._json(request, 401, body, None)
@@ -261,11 +294,17 @@ class MicrosoftSimulator:
         status, body = azure_handle(tenant.azure, request.method, segments, dict(request.query))
         return self._json(request, status, body, tenant.tenant_id)
 
+    def _real_base(self, request: web.Request) -> str | None:
+        base = self._base_of(request)
+        return None if base == self.base_url else base
+
     async def _partner_entry(self, request: web.Request) -> web.Response:
         """Partner Center: the partner's own token (audience `{base}/partnercenter`)."""
         try:
             partner, _ = self.authority.verify(
-                request.headers.get("Authorization"), audience="partnercenter"
+                request.headers.get("Authorization"),
+                audience="partnercenter",
+                base=self._real_base(request),
             )
         except GraphError as err:
             return self._json(request, 401, {"code": 401, "description": err.message}, None)
@@ -289,7 +328,7 @@ class MicrosoftSimulator:
 
     async def _openid(self, request: web.Request) -> web.Response:
         key = request.match_info["tenant"]
-        status, body = self.authority.openid_configuration(key)
+        status, body = self.authority.openid_configuration(key, self._base_of(request))
         return self._json(request, status, body, self._tenant_id_of(key))
 
     async def _keys(self, request: web.Request) -> web.Response:
@@ -301,7 +340,7 @@ class MicrosoftSimulator:
         key = request.match_info["tenant"]
         text = await request.text()
         form = dict(parse_qsl(text, keep_blank_values=True))
-        status, body = self.authority.token(key, form)
+        status, body = self.authority.token(key, form, self._base_of(request))
         return self._json(request, status, body, self._tenant_id_of(key))
 
     # -- control surface -----------------------------------------------------------------------
@@ -388,8 +427,9 @@ class MicrosoftSimulator:
             if version not in VERSIONS:
                 raise bad_request(f"Invalid version: {version}")
             query = parse_query(raw_query)
-            req = GraphRequest(request.method, version, path, query, None, crid, self.base_url)
-            tenant, caller = self.authority.verify(request.headers.get("Authorization"))
+            base = self._base_of(request)
+            req = GraphRequest(request.method, version, path, query, None, crid, base)
+            tenant, caller = self.authority.verify(request.headers.get("Authorization"), base=base)
             tenant_id = tenant.tenant_id
             fault = self.faults.take(request.method, f"/{version}{path}", in_batch=False)
             if fault is not None and fault.kind == "drop":
@@ -477,7 +517,7 @@ class MicrosoftSimulator:
             items,
             version=req.version,
             client_request_id=req.client_request_id,
-            base=self.base_url,
+            base=req.base,
             serve=serve,
             record=record,
         )

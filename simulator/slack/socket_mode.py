@@ -93,6 +93,11 @@ class SocketModeServer:
     connections: list[SocketConnection] = field(default_factory=list)
     log: list[JSON] = field(default_factory=list)  # {"direction", "connection", "frame"}
     errors: list[str] = field(default_factory=list)  # what Slack would not accept from the app
+    # The network between the app and Slack refuses the websocket upgrade (a corporate proxy or
+    # firewall that blocks WSS): apps.connections.open still answers over HTTPS, the connection
+    # to its URL never opens. Not Slack's behaviour but the most common reason an app cannot
+    # connect; the bot must say so in one line rather than retry forever.
+    blocked: bool = False
     _tickets: set[str] = field(default_factory=set)
     _pending: dict[str, _Pending] = field(default_factory=dict)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -110,6 +115,8 @@ class SocketModeServer:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """The websocket endpoint: a valid ticket gets hello, then envelopes; acks come back."""
         ticket = request.query.get("ticket", "")
+        if self.blocked:
+            return web.Response(status=403, text="blocked by proxy")
         if ticket not in self._tickets:
             return web.Response(status=401, text="invalid_ticket")
         self._tickets.discard(ticket)  # a URL connects once

@@ -82,6 +82,7 @@ class Step(Protocol):
     # A preparatory action offered when the step is blocked by `preparation.clears` alone.
     preparation: Step | None = None
     clears: str = ""  # the blocker code a preparation removes
+    command: str = ""  # a preparation's `/close-account` verb
     # Waits on consecutive confirmations (`checks_needed`) rather than on a checklist's items.
     counts_confirmations: bool = False
 

@@ -23,6 +23,7 @@ def blocker() -> Blocker:
 
 class DisableSync(Step):
     name = "delete_users"  # it prepares step 1, in step 1's states
+    command = "disable-sync"
 
     async def plan(self, ctx: StepContext) -> Plan:
         org = ctx.org

@@ -1,0 +1,294 @@
+"""What people ask of a closure: start, abort, retry, rollback, disable-sync (a step's
+preparation) and the audit export; each answers with a `Reply` whose refusals carry a code."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlite_utils import Database
+
+from bot import auditlog, messages
+from bot.approvers import Approvers
+from bot.config import Settings, TenantSettings
+from bot.identity import Directory
+from bot.microsoft.steps import implementation
+from bot.outbox import Post
+from bot.status import Status, rollback_possible
+from bot.transitions import Transitions
+from statemachine import approvals as rules
+from statemachine import steps
+from statemachine.closure import initial_state, split_state
+from statemachine.steps import ROLLBACK
+from storage import audit
+from storage import closures as closures_db
+from storage.closures import ClosureRow
+from storage.db import transaction
+
+
+class Refused(StrEnum):
+    """Why a command was refused; the text says it to people."""
+
+    NOT_ALLOWED = "not_allowed"
+    UNKNOWN_TENANT = "unknown_tenant"
+    TOO_FEW_APPROVERS = "too_few_approvers"
+    ALREADY_OPEN = "already_open"
+    NO_CLOSURE = "no_closure"
+    WRONG_STATE = "wrong_state"
+    POINT_OF_NO_RETURN = "point_of_no_return"
+    RACED = "raced"  # the closure moved while the command was being carried out
+
+
+@dataclass(frozen=True)
+class Reply:
+    ok: bool
+    text: str
+    code: Refused | None = None  # set on a refusal
+
+
+def refused(code: Refused, text: str) -> Reply:
+    return Reply(False, text, code)
+
+
+@dataclass(eq=False, kw_only=True)
+class Actions:
+    settings: Settings
+    db: Database
+    client: AsyncWebClient
+    clock: Callable[[], float]
+    directory: Directory
+    approvers: Approvers
+    transitions: Transitions
+    status: Status
+    spawn: Callable[[str], None]  # the runner drives the closure from here
+
+    def _enough_approvers(
+        self, tenant: TenantSettings, user: str, step: str, active: tuple[str, ...]
+    ) -> Reply | None:
+        """A refusal when `step` could never be approved with `user` as its requester."""
+        eligible = rules.eligible_approvers(active, (user,))
+        if rules.enough_approvers(eligible, tenant.quorum_for(step)):
+            return None
+        unknown = len(tenant.approvers) - len(active)
+        text = messages.too_few_approvers(step, tenant.quorum_for(step), len(eligible), unknown)
+        return refused(Refused.TOO_FEW_APPROVERS, text)
+
+    async def start_closure(self, tenant_name: str, user: str) -> Reply:
+        if not self.approvers.is_admin(user):
+            return refused(
+                Refused.NOT_ALLOWED, messages.reply("only_admins", what="start a closure")
+            )
+        tenant = self.settings.tenant(tenant_name)
+        if tenant is None:
+            names = [t.name for t in self.settings.tenants]
+            return refused(Refused.UNKNOWN_TENANT, messages.unknown_tenant(tenant_name, names))
+        active = await self.directory.active_ids(tenant.approvers)
+        for step in steps.names():
+            if (refusal := self._enough_approvers(tenant, user, step, active)) is not None:
+                return refusal
+        closure_id = uuid.uuid4().hex[:12]
+        now = self.clock()
+        try:
+            with transaction(self.db):
+                row = closures_db.create_closure(
+                    self.db,
+                    closure_id=closure_id,
+                    tenant=tenant.name,
+                    tenant_id=tenant.tenant_id,
+                    requester=user,
+                    state=initial_state(),
+                    channel=self.settings.slack.progress_channel,
+                    at=now,
+                )
+                audit.record(self.db, row, "start", at=now, actor=user, detail={})
+        except closures_db.OpenClosureExists:
+            open_row = closures_db.open_closure_for(self.db, tenant.name)
+            state = open_row.state if open_row else "unknown"
+            return refused(
+                Refused.ALREADY_OPEN,
+                messages.reply("already_open", tenant=tenant.name, state=state),
+            )
+        await self.status.refresh(closure_id)
+        self.spawn(closure_id)
+        return Reply(
+            True,
+            messages.reply(
+                "started", tenant=tenant.name, channel=self.settings.slack.progress_channel
+            ),
+        )
+
+    def _open(self, tenant_name: str, user: str, what: str) -> ClosureRow | Reply:
+        """The tenant's open closure for an admin to act on, or why not."""
+        if not self.approvers.is_admin(user):
+            return refused(Refused.NOT_ALLOWED, messages.reply("only_admins", what=what))
+        tenant = self.settings.tenant(tenant_name)
+        row = closures_db.open_closure_for(self.db, tenant.name) if tenant else None
+        if row is None:
+            text = messages.reply("no_open_closure", tenant=tenant_name)
+            return refused(Refused.NO_CLOSURE, text)
+        return row
+
+    async def abort(self, tenant_name: str, user: str, reason: str) -> Reply:
+        row = self._open(tenant_name, user, "abort a closure")
+        if isinstance(row, Reply):
+            return row
+        why = reason or "no reason given"
+        if await self.transitions.transition(
+            row.id,
+            None,
+            "abort",
+            actor=user,
+            reason=messages.abort_reason(why),
+            detail={"reason": why},
+            posts=[Post(messages.aborted(user, why))],
+        ):
+            return Reply(True, messages.reply("abort_done", tenant=row.tenant))
+        return refused(Refused.RACED, messages.reply("abort_missed", tenant=row.tenant))
+
+    async def retry(self, tenant_name: str, user: str) -> Reply:
+        row = self._open(tenant_name, user, "retry a closure")
+        if isinstance(row, Reply):
+            return row
+        step, phase = split_state(row.state)
+        if phase not in ("blocked", "rejected", "failed"):
+            return refused(Refused.WRONG_STATE, messages.reply("nothing_to_retry", state=row.state))
+        resuming = phase == "failed"
+        if await self.transitions.transition(
+            row.id,
+            row.state,
+            "retry",
+            actor=user,
+            posts=[Post(messages.retried(user, step, resuming), step)],
+        ):
+            self.spawn(row.id)
+            return Reply(
+                True,
+                messages.reply(
+                    "retrying", tenant=row.tenant, what="resuming" if resuming else "planning again"
+                ),
+            )
+        return refused(Refused.RACED, messages.reply("retry_missed"))
+
+    async def prepare(self, tenant_name: str, user: str) -> Reply:
+        """Run the blocked step's preparation (turning directory sync off through Graph) as its
+        own approved action, then the step itself."""
+        row = self._open(tenant_name, user, "ask the bot to turn off sync")
+        if isinstance(row, Reply):
+            return row
+        step, phase = split_state(row.state)
+        impl = implementation(step) if step is not None and phase == "blocked" else None
+        blocked_on = closures_db.latest_plan(self.db, row.id, step) if impl and step else None
+        if (
+            impl is None
+            or impl.preparation is None
+            or blocked_on is None
+            or impl.clears not in blocked_on.plan.blocker_codes()
+        ):
+            return refused(Refused.WRONG_STATE, messages.reply("no_preparation"))
+
+        def flag() -> list[Post]:
+            closures_db.save_closure(self.db, row.id, at=self.clock(), sync_action=True)
+            return []
+
+        if await self.transitions.transition(
+            row.id,
+            row.state,
+            "retry",
+            actor=user,
+            also=flag,
+            detail={"action": "disable_sync"},
+            posts=[Post(messages.preparation_asked(user), step)],
+        ):
+            self.spawn(row.id)
+            return Reply(True, messages.reply("preparing"))
+        return refused(Refused.RACED, messages.reply("changed_state"))
+
+    async def rollback(self, tenant_name: str, user: str) -> Reply:
+        """Start undoing what a closure changed, until the point of no return (then refuse)."""
+        if not self.approvers.is_admin(user):
+            return refused(
+                Refused.NOT_ALLOWED, messages.reply("only_admins", what="roll back a closure")
+            )
+        tenant = self.settings.tenant(tenant_name)
+        if tenant is None:
+            return refused(Refused.UNKNOWN_TENANT, messages.unknown_tenant(tenant_name))
+        row = closures_db.latest_closure_for(self.db, tenant.name)
+        if row is None:
+            return refused(
+                Refused.NO_CLOSURE, messages.reply("nothing_to_roll_back", tenant=tenant.name)
+            )
+        step, phase = split_state(row.state)
+        if step == ROLLBACK:
+            text = messages.reply("rolling_back_already", tenant=tenant.name, state=row.state)
+            return refused(Refused.WRONG_STATE, text)
+        if phase == "rolled_back":
+            return refused(
+                Refused.WRONG_STATE, messages.reply("rolled_back_already", tenant=tenant.name)
+            )
+        if not rollback_possible(self.db, row):
+            text = messages.past_point_of_no_return(tenant.name)
+            return refused(Refused.POINT_OF_NO_RETURN, text)
+        active = await self.directory.active_ids(tenant.approvers)
+        if (refusal := self._enough_approvers(tenant, user, ROLLBACK, active)) is not None:
+            return refusal
+
+        def remember() -> list[Post]:
+            closures_db.save_closure(self.db, row.id, at=self.clock(), rollback_requester=user)
+            return []
+
+        try:
+            started = await self.transitions.transition(
+                row.id,
+                row.state,
+                "start_rollback",
+                actor=user,
+                also=remember,
+                posts=[Post(messages.rollback_asked(user), ROLLBACK)],
+            )
+        except closures_db.OpenClosureExists:
+            return refused(Refused.ALREADY_OPEN, messages.reply("another_open", tenant=tenant.name))
+        if not started:
+            return refused(Refused.RACED, messages.reply("rollback_missed", tenant=tenant.name))
+        self.spawn(row.id)
+        return Reply(True, messages.reply("rolling_back", tenant=tenant.name))
+
+    async def post_audit(self, tenant_name: str, user: str) -> Reply:
+        """Post the tenant's audit trail as CSV and JSON files in its latest closure's thread."""
+        tenant = self.settings.tenant(tenant_name)
+        if tenant is None:
+            return refused(Refused.UNKNOWN_TENANT, messages.unknown_tenant(tenant_name))
+        allowed = {
+            *self.directory.ids(self.settings.slack.admins),
+            *self.directory.ids(tenant.approvers),
+        }
+        if user not in allowed:
+            return refused(Refused.NOT_ALLOWED, messages.reply("audit_readers"))
+        row = closures_db.latest_closure_for(self.db, tenant.name)
+        if row is None or row.status_ts is None:
+            return refused(Refused.NO_CLOSURE, messages.reply("no_thread", tenant=tenant.name))
+        rows = audit.trail(self.db, tenant.name)
+        audit.record(
+            self.db, row, "audit_export", at=self.clock(), actor=user, detail={"rows": len(rows)}
+        )
+        stamp = f"{tenant.name}-audit-{row.id}"
+        await self.client.files_upload_v2(
+            channel=row.channel,
+            thread_ts=row.status_ts,
+            initial_comment=messages.audit_posted(tenant.name, len(rows), user),
+            file_uploads=[
+                {
+                    "content": auditlog.as_csv(rows),
+                    "filename": f"{stamp}.csv",
+                    "title": f"{stamp}.csv",
+                },
+                {
+                    "content": auditlog.as_json(rows),
+                    "filename": f"{stamp}.json",
+                    "title": f"{stamp}.json",
+                },
+            ],
+        )
+        return Reply(True, messages.reply("audit_done", tenant=tenant.name, entries=len(rows)))

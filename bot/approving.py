@@ -1,0 +1,174 @@
+"""The awaiting-approval phase: the request's votes, read back from Slack once per request,
+decided by `statemachine.approvals` (veto, expiry, quorum); the plan re-read right before a step
+is approved; reminders to the approvers still needed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlite_utils import Database
+
+from bot import messages
+from bot.approvers import Approvers
+from bot.config import Settings
+from bot.outbox import Outbox, Post
+from bot.planner import Planner
+from bot.reactions import Reactions
+from bot.transitions import Transitions
+from statemachine import approvals as rules
+from statemachine.plan import Plan, diff
+from storage import approvals as requests_db
+from storage import audit
+from storage import closures as closures_db
+from storage.approvals import RequestRow
+from storage.closures import ClosureRow
+
+
+@dataclass(eq=False, kw_only=True)
+class Approving:
+    settings: Settings
+    db: Database
+    clock: Callable[[], float]
+    planner: Planner
+    reactions: Reactions
+    approvers: Approvers
+    transitions: Transitions
+    outbox: Outbox
+    _reconciled: set[int] = field(default_factory=set, init=False, repr=False)
+
+    async def run(self, row: ClosureRow, step: str) -> float | None:
+        req = requests_db.open_request(self.db, row.id, step)
+        if req is None:  # a crash between the state change and the request: plan again
+            await self.transitions.transition(
+                row.id, row.state, "replan", detail={"why": "no request"}
+            )
+            return None
+        plan_row = closures_db.get_plan(self.db, req.plan_id)
+        assert plan_row is not None
+        if req.ts is not None and req.id not in self._reconciled:
+            # Once per request and process: reactions made while the bot was down count too.
+            await self.reactions.reconcile(row, req)
+            self._reconciled.add(req.id)
+        tally = await self.reactions.tally(row, req)
+        now = self.clock()
+        decision = rules.decide(tally, expires_at=req.expires_at, now=now)
+        if decision is rules.Decision.VETO:
+            await self._end(row, req, "veto", "rejected", tally=tally)
+        elif decision is rules.Decision.EXPIRE:
+            await self._end(row, req, "replan", "expired", tally=tally)
+        elif decision is rules.Decision.APPROVE:
+            await self._approve(row, req, plan_row.plan, tally)
+        else:
+            return min(float(req.expires_at), await self._remind(row, req, tally)) - now
+        return None
+
+    async def _end(
+        self,
+        row: ClosureRow,
+        req: RequestRow,
+        trigger: str,
+        status: requests_db.RequestStatus,
+        *,
+        tally: rules.Tally,
+    ) -> None:
+        """A veto rejects the step; an expiry asks again with a fresh plan."""
+
+        def close() -> None:
+            requests_db.set_request_status(self.db, req.id, status)
+
+        if status == "rejected":
+            reason: str | None = messages.vetoed_reason(tally.vetoes)
+            text = messages.vetoed(req.step, row.tenant, reason or "")
+            detail = None
+        else:
+            reason, text, detail = None, messages.expired(req.step, tally.missing), {"why": status}
+        await self.transitions.transition(
+            row.id,
+            row.state,
+            trigger,
+            tally=tally,
+            reason=reason,
+            plan_hash=req.plan_hash,
+            also=close,
+            detail=detail,
+            posts=[Post(text, req.step)],
+        )
+
+    async def _approve(
+        self, row: ClosureRow, req: RequestRow, plan: Plan, tally: rules.Tally
+    ) -> None:
+        # The message's reactions are the truth: a removal or a veto Slack never delivered.
+        if await self.reactions.reconcile(row, req):
+            return
+        # Rule 3: re-read the inventory right before acting.
+        fresh = await self.planner.plan(row)
+        now = self.clock()
+        if fresh.hash != req.plan_hash or fresh.blockers:
+            lines = messages.plan_changes(diff(plan, fresh), fresh.blocker_texts())
+
+            def void() -> None:
+                requests_db.set_request_status(self.db, req.id, "void")
+                closures_db.save_closure(self.db, row.id, at=now, changes=lines)
+
+            await self.transitions.transition(
+                row.id,
+                row.state,
+                "replan",
+                plan_hash=req.plan_hash,
+                also=void,
+                detail={"why": "plan changed", "changes": lines},
+                posts=[Post(messages.plan_changed(req.step, lines), req.step)],
+            )
+            return
+
+        def approve() -> None:
+            requests_db.set_request_status(self.db, req.id, "approved")
+            closures_db.update_step(
+                self.db,
+                row.id,
+                req.step,
+                plan_id=req.plan_id,
+                done=0,
+                total=len(plan.items),
+                started_at=now,
+                checks=0,
+                next_check_at=None,
+            )
+
+        await self.transitions.transition(
+            row.id,
+            row.state,
+            "approve",
+            tally=tally,
+            recount=lambda: self.reactions.tally_now(row, req),
+            plan_hash=req.plan_hash,
+            also=approve,
+            detail={"approvers": list(tally.approvals)},
+            posts=[Post(messages.approved(req.step, tally.approvals, req.plan_hash), req.step)],
+        )
+
+    async def _remind(self, row: ClosureRow, req: RequestRow, tally: rules.Tally) -> float:
+        """Nudge the approvers still needed once per reminder_interval; returns the next time."""
+        interval = self.settings.timing.reminder_interval
+        due = float(req.reminded_at or req.created_at) + interval
+        now = self.clock()
+        if now < due:
+            return due
+        requests_db.set_reminded(self.db, req.id, now)  # first: a reminder fires once
+        waiting = [a for a in await self.approvers.eligible(row) if a not in tally.approvals]
+        audit.record(
+            self.db,
+            row,
+            "reminder",
+            at=now,
+            step=req.step,
+            plan_hash=req.plan_hash,
+            detail={"waiting_on": waiting, "missing": tally.missing},
+        )
+        await self.outbox.say(
+            row.id,
+            messages.remind_approvers(req.step, tally.missing, waiting, req.expires_at),
+            step=req.step,
+        )
+        return now + interval
