@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from simulator.microsoft.azure import AzureEstate
+from simulator.microsoft.partner_center import PartnerCenterBook
 
 MICROSOFT_TENANT_ID = "f8cdef31-a31e-4b4a-93e4-5f571e91255a"
 GLOBAL_ADMINISTRATOR = "62e90394-69f5-4237-9190-012177145e10"
@@ -116,6 +117,7 @@ class SimTenant:
         # says up to 72 h); tests shorten it. None: no request to turn it off is pending.
         self.sync_off_delay = dt.timedelta(hours=1)
         self.azure = AzureEstate()
+        self.partner_center = PartnerCenterBook()
         self._sync_off_at: dt.datetime | None = None
         self.ca_policies: dict[str, dict[str, Any]] = {}
         self.applications: dict[str, dict[str, Any]] = {}

@@ -24,7 +24,7 @@ from aiohttp import web
 
 from simulator.microsoft import graph_api
 from simulator.microsoft.authority import Authority, register_certificate
-from simulator.microsoft.azure import AzureEstate, partner_cancel
+from simulator.microsoft.azure import AzureEstate
 from simulator.microsoft.azure import handle as azure_handle
 from simulator.microsoft.graph_batch import run_batch, validate_batch
 from simulator.microsoft.graph_data import DEFAULT_APP_ROLES, ROLE_IDS, SimError, SimTenant
@@ -41,6 +41,7 @@ from simulator.microsoft.graph_odata import (
 )
 from simulator.microsoft.graph_throttle import Faults, Throttler, WriteGate, fault_response
 from simulator.microsoft.hosts import HOST_ROLES, Role, real_host
+from simulator.microsoft.partner_center import partner_get, partner_patch
 from simulator.tls import create_server_tls
 
 __all__ = ["Faults", "MicrosoftSimulator", "RequestRecord", "SimError", "SimTenant"]
@@ -184,11 +185,12 @@ class MicrosoftSimulator:
         app.router.add_post("/_sim/tenants/{tenant}/{action}", self._sim_action)
         app.router.add_post("/_sim/tenants/{tenant}/subscriptions/{sub}/{action}", self._sim_sub)
         app.router.add_route("*", "/arm/{tail:.*}", self._arm_entry)
-        app.router.add_route(
-            "PATCH",
-            "/partnercenter/v1/customers/{customer}/subscriptions/{sub}",
-            self._partner_entry,
-        )
+        for method in ("GET", "PATCH"):
+            app.router.add_route(
+                method,
+                "/partnercenter/v1/customers/{customer}/subscriptions/{sub}",
+                self._partner_entry,
+            )
         app.router.add_route("*", "/{tail:.*}", self._graph_entry)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
@@ -207,9 +209,10 @@ class MicrosoftSimulator:
         elif role == "arm":
             app.router.add_route("*", "/{tail:.*}", self._arm_entry)
         elif role == "partnercenter":
-            app.router.add_route(
-                "PATCH", "/v1/customers/{customer}/subscriptions/{sub}", self._partner_entry
-            )
+            for method in ("GET", "PATCH"):
+                app.router.add_route(
+                    method, "/v1/customers/{customer}/subscriptions/{sub}", self._partner_entry
+                )
         else:
             app.router.add_route("*", "/{tail:.*}", self._graph_entry)
         return app
@@ -299,7 +302,8 @@ class MicrosoftSimulator:
         return None if base == self.base_url else base
 
     async def _partner_entry(self, request: web.Request) -> web.Response:
-        """Partner Center: the partner's own token (audience `{base}/partnercenter`)."""
+        """Partner Center: the partner's own token (audience `{base}/partnercenter`); GET and
+        PATCH of a customer's subscription (simulator/microsoft/partner_center.py)."""
         try:
             partner, _ = self.authority.verify(
                 request.headers.get("Authorization"),
@@ -311,12 +315,16 @@ class MicrosoftSimulator:
         customer = self.tenants.get(request.match_info["customer"])
         if customer is None or customer.deleted:
             return self._json(request, 404, {"code": 800002, "description": "No customer."}, None)
+        sub = request.match_info["sub"]
+        if request.method == "GET":
+            status, answer = partner_get(customer, partner.tenant_id, sub)
+            return self._json(request, status, answer, customer.tenant_id)
         try:
             body = await request.json()
         except ValueError:
             body = None
-        status, answer = partner_cancel(
-            customer, partner.tenant_id, request.match_info["sub"], body
+        status, answer = partner_patch(
+            customer, partner.tenant_id, sub, body, request.headers.get("If-Match")
         )
         return self._json(request, status, answer, customer.tenant_id)
 
