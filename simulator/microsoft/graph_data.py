@@ -25,10 +25,11 @@ ROLE_IDS: dict[str, str] = {
     "Exchange Administrator": "29232cdf-9323-42fd-ade2-1d097af3e4de",
     "Helpdesk Administrator": "729827e3-9c14-49f7-bb1b-9608f156bbb8",
 }
-# Application permissions every step needs (steps.md), granted by default.
+# The README's least-privileged Application permissions (simulator/microsoft/permissions.py has
+# what each call accepts), granted by default: the test suite proves this set is enough.
 DEFAULT_APP_ROLES = frozenset(
     {
-        "User.ReadWrite.All",
+        "User.Read.All",
         "User.DeleteRestore.All",
         "RoleManagement.Read.Directory",
         "Organization.Read.All",

@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl, unquote
 
 from aiohttp import web
 
-from simulator.microsoft import graph_api
+from simulator.microsoft import graph_api, permissions
 from simulator.microsoft.authority import Authority, register_certificate
 from simulator.microsoft.azure import AzureEstate
 from simulator.microsoft.azure import handle as azure_handle
@@ -489,6 +489,7 @@ class MicrosoftSimulator:
                 if fault is not None:
                     return fault_response(fault, req.client_request_id)
             handler = graph_api.route(req)
+            permissions.require(caller, req)  # the docs' Application permissions for the call
             write = req.method != "GET"
             if write:
                 await self._gate.admit()
