@@ -202,7 +202,9 @@ class ClosureMachine(ClosureOutput):
     async def reconcile_votes(self, row: Row, req: Row) -> bool:
         """Make the stored votes match the reactions on the request message (Slack may not
         have delivered a reaction: the bot was down, retries ran out). True if anything changed."""
-        resp = await self.client.reactions_get(channel=req["channel"], timestamp=req["ts"])
+        resp = await self.client.reactions_get(
+            channel=req["channel"], timestamp=req["ts"], full=True
+        )
         present: set[tuple[str, str]] = set()
         for reaction in (resp.get("message") or {}).get("reactions") or []:
             kind = rules.reaction_kind(str(reaction.get("name", "")))
