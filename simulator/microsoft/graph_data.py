@@ -97,6 +97,9 @@ class SimTenant:
         self.sync_enabled = sync_enabled
         self.ever_synced = sync_enabled
         self.security_defaults_enabled = True
+        # Microsoft 365 admin center > Reports: conceal user, group and site names in usage
+        # reports (adminReportSettings.displayConcealedNames; simulator/microsoft/reports.py).
+        self.display_concealed_names = True
         # Throttling overrides, (limit, window in real seconds); None = Microsoft's, time-scaled.
         self.write_budget: tuple[int, float] | None = None
         self.read_budget: tuple[int, float] | None = None

@@ -264,6 +264,36 @@ TABLE: tuple[Permission, ...] = (
         Permission("GET", path, _DOMAIN_READ, _DOCS + "v1.0/api/domain-list.md")
         for path in ("domains", "domains/{id}")
     ),
+    # Usage reports (simulator/microsoft/reports.py):
+    # v1.0/api/reportroot-getsharepointsiteusagedetail.md: Application | Reports.Read.All; the
+    # mailbox and OneDrive pages' includes are not stored and name the same permission.
+    *(
+        Permission(
+            "GET",
+            f"reports/{function}",
+            ("Reports.Read.All",),
+            _DOCS + f"v1.0/api/reportroot-{function.lower()}.md",
+        )
+        for function in (
+            "getMailboxUsageDetail",
+            "getOneDriveUsageAccountDetail",
+            "getSharePointSiteUsageDetail",
+        )
+    ),
+    # v1.0/api/adminreportsettings-get.md: ReportSettings.Read.All (least privileged),
+    # ReportSettings.ReadWrite.All; adminreportsettings-update.md: ReportSettings.ReadWrite.All
+    Permission(
+        "GET",
+        "admin/reportSettings",
+        ("ReportSettings.Read.All", "ReportSettings.ReadWrite.All"),
+        _DOCS + "v1.0/api/adminreportsettings-get.md",
+    ),
+    Permission(
+        "PATCH",
+        "admin/reportSettings",
+        ("ReportSettings.ReadWrite.All",),
+        _DOCS + "v1.0/api/adminreportsettings-update.md",
+    ),
 )
 
 
@@ -292,6 +322,8 @@ def lookup(method: str, version: str, segments: list[str]) -> Permission | None:
 def require(caller: Caller, req: GraphRequest) -> None:
     """403 Authorization_RequestDenied unless the token's roles allow the call. A routed call
     missing from the table is a simulator bug: refused too, so that tests find it."""
-    entry = lookup(req.method, req.version, req.segments)
+    # A function call's parameters are not part of its path: getMailboxUsageDetail(period='D7')
+    segments = [s.split("(", 1)[0] for s in req.segments]
+    entry = lookup(req.method, req.version, segments)
     if entry is None or not entry.allows(caller.roles):
         raise forbidden()

@@ -42,6 +42,7 @@ from simulator.microsoft.graph_odata import (
 from simulator.microsoft.graph_throttle import Faults, Throttler, WriteGate, fault_response
 from simulator.microsoft.hosts import HOST_ROLES, Role, real_host
 from simulator.microsoft.partner_center import partner_get, partner_patch
+from simulator.microsoft.reports import Reports, is_report_call
 from simulator.tls import create_server_tls
 
 __all__ = ["Faults", "MicrosoftSimulator", "RequestRecord", "SimError", "SimTenant"]
@@ -92,6 +93,7 @@ class MicrosoftSimulator:
         self.faults = Faults(retry_after)
         self.authority = Authority(lambda: self.base_url, self.find_tenant)
         self.throttler = Throttler(clock, time_scale)
+        self.reports = Reports(lambda: self.base_url, clock)  # usage reports' downloads
         self._gate = WriteGate()
         self._runner: web.AppRunner | None = None
 
@@ -184,6 +186,7 @@ class MicrosoftSimulator:
         app.router.add_get("/_sim/tenants/{tenant}", self._sim_summary)
         app.router.add_post("/_sim/tenants/{tenant}/{action}", self._sim_action)
         app.router.add_post("/_sim/tenants/{tenant}/subscriptions/{sub}/{action}", self._sim_sub)
+        app.router.add_get("/_sim/reports/{token}", self._report_download)
         app.router.add_route("*", "/arm/{tail:.*}", self._arm_entry)
         for method in ("GET", "PATCH"):
             app.router.add_route(
@@ -423,6 +426,15 @@ class MicrosoftSimulator:
             return self._json(request, 409, body, tenant.tenant_id)
         return self._json(request, 200, sub, tenant.tenant_id)
 
+    async def _report_download(self, request: web.Request) -> web.Response:
+        """A usage report's preauthenticated download URL: no Authorization header needed
+        (simulator/microsoft/reports.py)."""
+        data = self.reports.download(request.match_info["token"])
+        self._record(request.method, request.path, None, 404 if data is None else 200)
+        if data is None:
+            return web.Response(status=404)
+        return web.Response(body=data, content_type="application/octet-stream")
+
     # -- Graph ---------------------------------------------------------------------------------
 
     async def _graph_entry(self, request: web.Request) -> web.StreamResponse:
@@ -488,7 +500,7 @@ class MicrosoftSimulator:
                 fault = self.faults.take(req.method, f"/{req.version}{req.path}", in_batch=True)
                 if fault is not None:
                     return fault_response(fault, req.client_request_id)
-            handler = graph_api.route(req)
+            handler = self.reports.route(req) if is_report_call(req) else graph_api.route(req)
             permissions.require(caller, req)  # the docs' Application permissions for the call
             write = req.method != "GET"
             if write:
