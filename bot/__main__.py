@@ -145,11 +145,22 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from bot.demo import run_demo
 
-    if args.users < 2:
+    if args.users is not None and args.users < 2:
         raise CliError("--users: must be at least 2")
+    if args.config is not None:
+        from bot.rehearsal import RehearsalError, run_rehearsal
+
+        try:
+            return asyncio.run(
+                run_rehearsal(args.config, args.tenant, users=args.users or 12, seed=args.seed)
+            )
+        except RehearsalError as exc:
+            raise CliError(str(exc)) from None
+    if args.tenant is not None:
+        raise CliError("--tenant: only with --config (a rehearsal of your own config)")
     db = str(Path(args.db).resolve()) if args.db else None
     return asyncio.run(
-        run_demo(users=args.users, seed=args.seed, db_path=db, rollback=args.rollback)
+        run_demo(users=args.users or 250, seed=args.seed, db_path=db, rollback=args.rollback)
     )
 
 
@@ -168,12 +179,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"close-account-bot {version()}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     demo = sub.add_parser("demo", help="run a whole closure against the embedded simulators")
-    demo.add_argument("--users", type=int, default=250)
+    demo.add_argument(
+        "--users", type=int, default=None, help="simulated users (default 250; 12 with --config)"
+    )
     demo.add_argument("--seed", type=int, default=1)
     demo.add_argument("--db", default=None, help="database file (default: a temporary one)")
     demo.add_argument(
         "--rollback", action="store_true", help="roll the closure back after step 2 instead"
     )
+    demo.add_argument(
+        "--config", default=None, help="rehearse with your own config file (simulated tenants)"
+    )
+    demo.add_argument("--tenant", default=None, help="the config's tenant to rehearse")
     demo.set_defaults(func=cmd_demo)
     run = sub.add_parser("run", help="run the bot")
     run.add_argument("--config", required=True)

@@ -74,19 +74,8 @@ async def run_demo(
         out.write(f"(only {ADMIN} sees) {reply}\n")
         if rollback:
             return await _rollback_demo(world, out, started, timeout)
-        try:
-            final = await world.slack.wait_for(
-                lambda _: (
-                    (s := world.state()) is not None
-                    and (
-                        s in ("closed", "aborted")
-                        or s.endswith((".failed", ".blocked", ".rejected"))
-                    )
-                    and s
-                ),
-                timeout=timeout,
-            )
-        except TimeoutError:
+        final = await wait_final(world, timeout)
+        if final is None:
             out.write(f"\nThe demo did not finish in {timeout:.0f}s (state {world.state()}).\n")
             return 1
         gone = world.tenant.deleted
@@ -97,6 +86,23 @@ async def run_demo(
         return 0 if final == "closed" and gone else 1
     finally:
         await world.close()
+
+
+async def wait_final(world: World, timeout: float) -> str | None:
+    """The closure's state once it ends (closed, aborted, failed, blocked or rejected), or None
+    when it has not ended within `timeout` seconds."""
+    try:
+        final: str = await world.slack.wait_for(
+            lambda _: (
+                (s := world.state()) is not None
+                and (s in ("closed", "aborted") or s.endswith((".failed", ".blocked", ".rejected")))
+                and s
+            ),
+            timeout=timeout,
+        )
+    except TimeoutError:
+        return None
+    return final
 
 
 async def _rollback_demo(world: World, out: TextIO, started: float, timeout: float) -> int:

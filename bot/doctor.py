@@ -13,20 +13,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.config import Settings
 from bot.microsoft import tenant as ms
 from bot.microsoft.graph import GraphError
+from bot.microsoft.permissions import REQUIRED_ROLES as REQUIRED_ROLES
+from bot.microsoft.permissions import Need as Need
 from bot.microsoft.tokens import TokenError, jwt_claims
 
-# Application permissions the steps need (steps.md); any name of a tuple will do.
-REQUIRED_ROLES: tuple[tuple[str, ...], ...] = (
-    ("User.ReadWrite.All", "User.DeleteRestore.All"),
-    ("RoleManagement.Read.Directory", "RoleManagement.ReadWrite.Directory"),
-    ("Organization.Read.All", "Organization.ReadWrite.All"),
-    ("Policy.Read.All",),
-    ("Policy.ReadWrite.SecurityDefaults",),
-    ("Policy.ReadWrite.ConditionalAccess",),
-    ("Policy.ReadWrite.AuthenticationMethod",),
-    ("Application.ReadWrite.All",),
-    ("Domain.Read.All", "Domain.ReadWrite.All", "Directory.Read.All"),
-)
 PRIVILEGED_AUTHENTICATION_ADMINISTRATOR = "7be44c8a-adaf-4e2a-84d6-ab2649e08a13"
 # The bot scopes manifest.yml asks for (a test keeps the two equal).
 BOT_SCOPES: tuple[str, ...] = (
@@ -132,18 +122,7 @@ async def check_tenant(tenant: ms.Tenant) -> list[Line]:
         )
     )
     roles = set(claims.get("roles") or [])
-    for options in REQUIRED_ROLES:
-        ok = bool(roles.intersection(options))
-        lines.append(
-            Line(
-                name,
-                f"permission {options[0]}",
-                ok,
-                "granted" if ok else "missing",
-                f"App registrations > API permissions > add {options[0]} (Application),"
-                " then grant admin consent",
-            )
-        )
+    lines += permission_lines(name, roles)
     try:
         org = await ms.organization(tenant)
         lines.append(
@@ -180,6 +159,31 @@ async def check_tenant(tenant: ms.Tenant) -> list[Line]:
     except (GraphError, ms.StepError, TokenError) as exc:
         lines.append(Line(name, "graph", False, str(exc), "see the error"))
     lines += await _subscription_apis(tenant)
+    return lines
+
+
+def permission_lines(subject: str, roles: set[str]) -> list[Line]:
+    """One line per step: ok, or each call the token's roles do not allow and what would."""
+    lines: list[Line] = []
+    steps = dict.fromkeys(n.step for n in REQUIRED_ROLES)
+    for step in steps:
+        needs = [n for n in REQUIRED_ROLES if n.step == step]
+        missing = [n for n in needs if not n.allows(roles)]
+        optional = all(n.optional for n in needs)
+        detail = "; ".join(f"{n.call}: needs {' or '.join(n.accepted)}" for n in missing)
+        add = sorted({n.least for n in missing})
+        lines.append(
+            Line(
+                subject,
+                f"permissions {step}",
+                not missing or optional,
+                ("granted" if not missing else f"not granted ({detail})")
+                if optional
+                else ("granted" if not missing else detail),
+                f"App registrations > API permissions > add {', '.join(add)} (Application),"
+                " then grant admin consent",
+            )
+        )
     return lines
 
 

@@ -186,7 +186,7 @@ class Reactions:
         """Make the stored votes match the reactions on the request message (Slack may not
         have delivered a reaction: the bot was down, retries ran out). True if anything changed."""
         assert req.channel is not None and req.ts is not None
-        resp = await self.client.reactions_get(channel=req.channel, timestamp=req.ts)
+        resp = await self.client.reactions_get(channel=req.channel, timestamp=req.ts, full=True)
         present: set[tuple[str, rules.VoteKind]] = set()
         for reaction in (resp.get("message") or {}).get("reactions") or []:
             kind = rules.reaction_kind(str(reaction.get("name", "")))

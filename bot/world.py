@@ -132,6 +132,7 @@ class World:
     environ: dict[str, str]
     service: Service | None = None
     owns_directory: bool = True
+    channel: str = CHANNEL  # the progress channel the config names
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -233,10 +234,10 @@ class World:
     # --- what the team sees ------------------------------------------------------------------
 
     def find_status_messages(self) -> list[SimMessage]:
-        return self.slack.find(event_type="close_account_status", channel=CHANNEL)
+        return self.slack.find(event_type="close_account_status", channel=self.channel)
 
     def status(self) -> SimMessage | None:
-        found = self.slack.find(event_type="close_account_status", channel=CHANNEL)
+        found = self.slack.find(event_type="close_account_status", channel=self.channel)
         return found[-1] if found else None
 
     def status_text(self) -> str:
@@ -271,7 +272,7 @@ class World:
 
     async def command(self, text: str, user: str = ADMIN) -> str:
         """Run a slash command and return the ephemeral reply the user sees."""
-        result = await self.slack.slash_command(user_id=user, text=text, channel_id=CHANNEL)
+        result = await self.slack.slash_command(user_id=user, text=text, channel_id=self.channel)
         reply: dict[str, Any] = await self.slack.wait_for(
             lambda _: result.responses[0] if result.responses else None
         )

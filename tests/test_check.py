@@ -48,7 +48,8 @@ async def test_a_ready_tenant_passes_every_check(make_world: MakeWorld) -> None:
         "token tenant",
         "directory role",
         "directory sync",
-        "permission User.ReadWrite.All",
+        "permissions 1 delete users",
+        "permissions 5 delete directory",
         "retained",
     ):
         assert what in result.stdout
@@ -76,6 +77,24 @@ async def test_missing_permission_role_and_sync_are_reported_with_fixes(
     assert "directory sync" in joined and "72 h" in joined
     assert "retained" in joined and "Global Administrator" in joined
     assert len(lines) == 4
+
+
+async def test_delete_restore_alone_is_reported_as_unable_to_list_users(
+    make_world: MakeWorld,
+) -> None:
+    """With only User.DeleteRestore.All, check names per step what is missing: step 1 cannot
+    list users (User.Read.All or User.ReadWrite.All ...), though it may delete them."""
+    world = await make_world(
+        start=False, tenant={"app_roles": frozenset({"User.DeleteRestore.All"})}
+    )
+    result = await run_check(world)
+    assert result.returncode == 1
+    step1 = next(ln for ln in failing(result.stdout) if "permissions 1 delete users" in ln)
+    assert "list users: needs User.Read.All or User.ReadWrite.All" in step1
+    assert "delete users:" not in step1
+    assert "add " in step1 and "User.Read.All" in step1.split("add ")[1]
+    rollback = next(ln for ln in result.stdout.splitlines() if "permissions rollback" in ln)
+    assert " ok " in f" {rollback} "
 
 
 async def test_missing_slack_scope_and_channel_are_reported(make_world: MakeWorld) -> None:

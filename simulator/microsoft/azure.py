@@ -90,28 +90,3 @@ def handle(
         sub["state"] = "Disabled"
         return 200, {"subscriptionId": sub["subscriptionId"]}
     return arm_error(404, "NotFound", "The requested resource was not found.")
-
-
-def partner_cancel(
-    customer: Any, partner_tenant_id: str, subscription_id: str, body: Any
-) -> tuple[int, dict[str, Any]]:
-    """Partner Center `PATCH /v1/customers/{customer}/subscriptions/{id}` with status deleted,
-    run by the partner that sold the subscription (its ownerTenantId)."""
-    if not isinstance(body, dict) or str(body.get("status", "")).lower() != "deleted":
-        return 400, {"code": 900, "description": "Only a status of 'deleted' is supported here."}
-    sub = next(
-        (
-            s
-            for s in customer.subscriptions
-            if subscription_id in (s.get("commerceSubscriptionId"), s.get("id"))
-        ),
-        None,
-    )
-    if sub is None:
-        return 404, {"code": 800002, "description": "Subscription not found."}
-    if sub.get("ownerTenantId") != partner_tenant_id:
-        return 403, {"code": 600009, "description": "The partner does not own this subscription."}
-    if sub.get("status") not in ("Enabled", "Warning"):
-        return 400, {"code": 800001, "description": f"The subscription is {sub.get('status')}."}
-    sub["status"] = "Suspended"
-    return 200, {"id": subscription_id, "status": "deleted"}

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from simulator.microsoft.azure import AzureEstate
+from simulator.microsoft.partner_center import PartnerCenterBook
 
 MICROSOFT_TENANT_ID = "f8cdef31-a31e-4b4a-93e4-5f571e91255a"
 GLOBAL_ADMINISTRATOR = "62e90394-69f5-4237-9190-012177145e10"
@@ -24,10 +25,11 @@ ROLE_IDS: dict[str, str] = {
     "Exchange Administrator": "29232cdf-9323-42fd-ade2-1d097af3e4de",
     "Helpdesk Administrator": "729827e3-9c14-49f7-bb1b-9608f156bbb8",
 }
-# Application permissions every step needs (steps.md), granted by default.
+# The README's least-privileged Application permissions (simulator/microsoft/permissions.py has
+# what each call accepts), granted by default: the test suite proves this set is enough.
 DEFAULT_APP_ROLES = frozenset(
     {
-        "User.ReadWrite.All",
+        "User.Read.All",
         "User.DeleteRestore.All",
         "RoleManagement.Read.Directory",
         "Organization.Read.All",
@@ -95,6 +97,9 @@ class SimTenant:
         self.sync_enabled = sync_enabled
         self.ever_synced = sync_enabled
         self.security_defaults_enabled = True
+        # Microsoft 365 admin center > Reports: conceal user, group and site names in usage
+        # reports (adminReportSettings.displayConcealedNames; simulator/microsoft/reports.py).
+        self.display_concealed_names = True
         # Throttling overrides, (limit, window in real seconds); None = Microsoft's, time-scaled.
         self.write_budget: tuple[int, float] | None = None
         self.read_budget: tuple[int, float] | None = None
@@ -116,6 +121,7 @@ class SimTenant:
         # says up to 72 h); tests shorten it. None: no request to turn it off is pending.
         self.sync_off_delay = dt.timedelta(hours=1)
         self.azure = AzureEstate()
+        self.partner_center = PartnerCenterBook()
         self._sync_off_at: dt.datetime | None = None
         self.ca_policies: dict[str, dict[str, Any]] = {}
         self.applications: dict[str, dict[str, Any]] = {}

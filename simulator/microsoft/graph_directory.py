@@ -1,5 +1,5 @@
 """Graph's directory objects in the simulator: users, role assignments, deleted items, app
-registrations and service principals, with the permission each call needs.
+registrations and service principals (which permission each call needs: permissions.py).
 """
 
 from __future__ import annotations
@@ -25,22 +25,10 @@ from simulator.microsoft.graph_odata import (
     ok,
     page,
     project,
-    require,
     selection,
 )
 from simulator.microsoft.graph_schema import USER_DEFAULT_SELECT
 
-_READ_DIRECTORY = ("Directory.Read.All", "Directory.ReadWrite.All")
-_USER_READ = ("User.Read.All", "User.ReadWrite.All", "User.DeleteRestore.All", *_READ_DIRECTORY)
-_USER_DELETE = ("User.ReadWrite.All", "User.DeleteRestore.All", "Directory.ReadWrite.All")
-_ROLES_READ = (
-    "RoleManagement.Read.Directory",
-    "RoleManagement.Read.All",
-    "RoleManagement.ReadWrite.Directory",
-    *_READ_DIRECTORY,
-)
-_APP_READ = ("Application.Read.All", "Application.ReadWrite.All", *_READ_DIRECTORY)
-_APP_WRITE = ("Application.ReadWrite.All",)
 # Directory roles that let an app delete users who hold admin roles.
 _PRIVILEGED_DELETERS = frozenset(
     {GLOBAL_ADMINISTRATOR, ROLE_IDS["Privileged Authentication Administrator"]}
@@ -55,7 +43,6 @@ def user_or_404(tenant: SimTenant, key: str) -> dict[str, Any]:
 
 
 def list_users(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
-    require(caller, _USER_READ)
     if "$filter" in req.query or "$expand" in req.query:
         raise bad_request("Unsupported query.", "Request_UnsupportedQuery")
     return ok(
@@ -70,7 +57,6 @@ def list_users(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphRes
 
 
 def get_user(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
-    require(caller, _USER_READ)
     user = user_or_404(tenant, req.segments[1])
     select = selection(req.query, "user")
     ctx = context_url(req.base, req.version, "users", select) + "/$entity"
@@ -78,7 +64,6 @@ def get_user(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphRespo
 
 
 def delete_user(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
-    require(caller, _USER_DELETE)
     user = user_or_404(tenant, req.segments[1])
     if tenant.roles.get(user["id"]) and not (
         tenant.roles.get(caller.service_principal_id, set()) & _PRIVILEGED_DELETERS
@@ -103,7 +88,6 @@ def _principal(tenant: SimTenant, principal_id: str) -> dict[str, Any]:
 
 
 def role_assignments(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
-    require(caller, _ROLES_READ)
     expand = req.query.get("$expand")
     if expand not in (None, "principal"):
         raise bad_request(
@@ -135,7 +119,6 @@ def deleted_items_uncast(tenant: SimTenant, caller: Caller, req: GraphRequest) -
 
 
 def list_deleted(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
-    require(caller, _USER_READ)
     if "$filter" in req.query or "$expand" in req.query:
         raise bad_request("Unsupported query.", "Request_UnsupportedQuery")
     body = page(
@@ -156,7 +139,6 @@ def _deleted_or_404(tenant: SimTenant, object_id: str) -> dict[str, Any]:
 
 
 def get_deleted(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
-    require(caller, _USER_READ)
     user = _deleted_or_404(tenant, req.segments[2])
     select = selection(req.query, "user")
     ctx = context_url(req.base, req.version, "directoryObjects", None) + "/$entity"
@@ -170,14 +152,12 @@ def get_deleted(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphRe
 
 
 def purge_deleted(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
-    require(caller, _USER_DELETE)
     _deleted_or_404(tenant, req.segments[2])
     tenant.purge_user(req.segments[2])
     return no_content()
 
 
 def restore_deleted(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
-    require(caller, _USER_DELETE)
     if req.body not in (None, {}) and (
         not isinstance(req.body, dict) or set(req.body) - {"autoReconcileProxyConflict"}
     ):
@@ -207,7 +187,6 @@ def _store(tenant: SimTenant, req: GraphRequest) -> dict[str, dict[str, Any]]:
 
 
 def list_apps(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
-    require(caller, _APP_READ)
     context, entity_type = _app_kind(req)
     filterable = {"appId", "displayName", "id"}
     if entity_type == "servicePrincipal":
@@ -224,7 +203,6 @@ def _app_or_404(tenant: SimTenant, req: GraphRequest) -> dict[str, Any]:
 
 
 def get_app(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
-    require(caller, _APP_READ)
     found = _app_or_404(tenant, req)
     context, entity_type = _app_kind(req)
     select = selection(req.query, entity_type)
@@ -233,7 +211,6 @@ def get_app(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphRespon
 
 
 def delete_app(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
-    require(caller, _APP_WRITE)
     found = _app_or_404(tenant, req)
     if req.segments[0].lower() == "applications":
         tenant.delete_application(found["id"])

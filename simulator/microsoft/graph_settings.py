@@ -1,5 +1,6 @@
 """Graph's tenant-wide settings in the simulator: organization, licensing, domains, security
-defaults, conditional access and (beta) per-user MFA, with the permission each call needs.
+defaults, conditional access and (beta) per-user MFA (which permission each call needs:
+permissions.py).
 """
 
 from __future__ import annotations
@@ -20,17 +21,9 @@ from simulator.microsoft.graph_odata import (
     ok,
     patch_body,
     project,
-    require,
     selection,
 )
 
-_READ_DIRECTORY = ("Directory.Read.All", "Directory.ReadWrite.All")
-_ORG_READ = ("Organization.Read.All", "Organization.ReadWrite.All", *_READ_DIRECTORY)
-_LICENSE_READ = ("LicenseAssignment.Read.All", "LicenseAssignment.ReadWrite.All", *_ORG_READ)
-_DOMAIN_READ = ("Domain.Read.All", "Domain.ReadWrite.All", *_READ_DIRECTORY)
-_POLICY_READ = ("Policy.Read.All", "Policy.ReadWrite.ConditionalAccess")
-_SECURITY_DEFAULTS_READ = ("Policy.Read.All", "Policy.ReadWrite.SecurityDefaults")
-_MFA_READ = ("Policy.Read.All", "Policy.ReadWrite.AuthenticationMethod")
 _CA_STATES = frozenset({"enabled", "disabled", "enabledForReportingButNotEnforced"})
 _MFA_STATES = frozenset({"enforced", "enabled", "disabled"})
 _SECURITY_DEFAULTS_ID = "00000000-0000-0000-0000-000000000005"
@@ -41,7 +34,6 @@ def _mfa_user(tenant: SimTenant, req: GraphRequest) -> dict[str, Any]:
 
 
 def get_mfa(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
-    require(caller, _MFA_READ)
     user = _mfa_user(tenant, req)
     ctx = f"{req.base}/beta/$metadata#users('{user['id']}')/authentication/requirements/$entity"
     state = tenant.per_user_mfa.get(user["id"], "disabled")
@@ -49,7 +41,6 @@ def get_mfa(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphRespon
 
 
 def patch_mfa(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
-    require(caller, ("Policy.ReadWrite.AuthenticationMethod",))
     user = _mfa_user(tenant, req)
     state = patch_body(req, {"perUserMfaState"})["perUserMfaState"]
     if state not in _MFA_STATES:
@@ -59,7 +50,6 @@ def patch_mfa(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResp
 
 
 def organization(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
-    require(caller, _ORG_READ)
     if len(req.segments) == 2 and req.segments[1] != tenant.tenant_id:
         raise not_found(req.segments[1])
     sync = True if tenant.sync_enabled else (False if tenant.ever_synced else None)
@@ -118,7 +108,6 @@ def _collection_or_entity(
 
 
 def subscriptions(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
-    require(caller, _LICENSE_READ)
     items = list(tenant.subscriptions)
     return _collection_or_entity(
         req,
@@ -130,14 +119,12 @@ def subscriptions(tenant: SimTenant, caller: Caller, req: GraphRequest) -> Graph
 
 
 def subscribed_skus(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
-    require(caller, _LICENSE_READ)
     return _collection_or_entity(
         req, tenant.skus, "subscribedSkus", "subscribedSku", single=len(req.segments) == 2
     )
 
 
 def domains(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
-    require(caller, _DOMAIN_READ)
     return _collection_or_entity(
         req, tenant.domains, "domains", "domain", single=len(req.segments) == 2
     )
@@ -155,7 +142,6 @@ def _defaults(tenant: SimTenant) -> dict[str, Any]:
 
 
 def get_security_defaults(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
-    require(caller, _SECURITY_DEFAULTS_READ)
     select = selection(req.query, "identitySecurityDefaultsEnforcementPolicy")
     ctx = context_url(
         req.base, req.version, "policies/identitySecurityDefaultsEnforcementPolicy", select
@@ -165,7 +151,6 @@ def get_security_defaults(tenant: SimTenant, caller: Caller, req: GraphRequest) 
 
 def patch_organization(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
     """Beta organization update; the bot sends only onPremisesSyncEnabled: false."""
-    require(caller, ("Organization.ReadWrite.All",))
     if req.segments[1] != tenant.tenant_id:
         raise not_found(req.segments[1])
     enabled = patch_body(req, {"onPremisesSyncEnabled"})["onPremisesSyncEnabled"]
@@ -176,7 +161,6 @@ def patch_organization(tenant: SimTenant, caller: Caller, req: GraphRequest) -> 
 
 
 def patch_security_defaults(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
-    require(caller, ("Policy.ReadWrite.SecurityDefaults",))
     enabled = patch_body(req, {"isEnabled"})["isEnabled"]
     if not isinstance(enabled, bool):
         raise bad_request("Invalid value for property 'isEnabled': a boolean is expected.")
@@ -185,7 +169,6 @@ def patch_security_defaults(tenant: SimTenant, caller: Caller, req: GraphRequest
 
 
 def list_ca(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
-    require(caller, _POLICY_READ)
     items = list(tenant.ca_policies.values())
     return _collection_or_entity(
         req,
@@ -204,7 +187,6 @@ def _ca_or_404(tenant: SimTenant, policy_id: str) -> dict[str, Any]:
 
 
 def get_ca(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
-    require(caller, _POLICY_READ)
     _ca_or_404(tenant, req.segments[3])
     items = list(tenant.ca_policies.values())
     return _collection_or_entity(
@@ -217,7 +199,6 @@ def get_ca(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphRespons
 
 
 def patch_ca(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
-    require(caller, ("Policy.ReadWrite.ConditionalAccess",))
     policy = _ca_or_404(tenant, req.segments[3])
     body = patch_body(req, {"state", "displayName"})
     if "state" in body and body["state"] not in _CA_STATES:

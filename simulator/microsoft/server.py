@@ -22,9 +22,9 @@ from urllib.parse import parse_qsl, unquote
 
 from aiohttp import web
 
-from simulator.microsoft import graph_api
+from simulator.microsoft import graph_api, permissions
 from simulator.microsoft.authority import Authority, register_certificate
-from simulator.microsoft.azure import AzureEstate, partner_cancel
+from simulator.microsoft.azure import AzureEstate
 from simulator.microsoft.azure import handle as azure_handle
 from simulator.microsoft.graph_batch import run_batch, validate_batch
 from simulator.microsoft.graph_data import DEFAULT_APP_ROLES, ROLE_IDS, SimError, SimTenant
@@ -41,6 +41,8 @@ from simulator.microsoft.graph_odata import (
 )
 from simulator.microsoft.graph_throttle import Faults, Throttler, WriteGate, fault_response
 from simulator.microsoft.hosts import HOST_ROLES, Role, real_host
+from simulator.microsoft.partner_center import partner_get, partner_patch
+from simulator.microsoft.reports import Reports, is_report_call
 from simulator.tls import create_server_tls
 
 __all__ = ["Faults", "MicrosoftSimulator", "RequestRecord", "SimError", "SimTenant"]
@@ -91,6 +93,7 @@ class MicrosoftSimulator:
         self.faults = Faults(retry_after)
         self.authority = Authority(lambda: self.base_url, self.find_tenant)
         self.throttler = Throttler(clock, time_scale)
+        self.reports = Reports(lambda: self.base_url, clock)  # usage reports' downloads
         self._gate = WriteGate()
         self._runner: web.AppRunner | None = None
 
@@ -183,12 +186,14 @@ class MicrosoftSimulator:
         app.router.add_get("/_sim/tenants/{tenant}", self._sim_summary)
         app.router.add_post("/_sim/tenants/{tenant}/{action}", self._sim_action)
         app.router.add_post("/_sim/tenants/{tenant}/subscriptions/{sub}/{action}", self._sim_sub)
+        app.router.add_get("/_sim/reports/{token}", self._report_download)
         app.router.add_route("*", "/arm/{tail:.*}", self._arm_entry)
-        app.router.add_route(
-            "PATCH",
-            "/partnercenter/v1/customers/{customer}/subscriptions/{sub}",
-            self._partner_entry,
-        )
+        for method in ("GET", "PATCH"):
+            app.router.add_route(
+                method,
+                "/partnercenter/v1/customers/{customer}/subscriptions/{sub}",
+                self._partner_entry,
+            )
         app.router.add_route("*", "/{tail:.*}", self._graph_entry)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
@@ -207,9 +212,10 @@ class MicrosoftSimulator:
         elif role == "arm":
             app.router.add_route("*", "/{tail:.*}", self._arm_entry)
         elif role == "partnercenter":
-            app.router.add_route(
-                "PATCH", "/v1/customers/{customer}/subscriptions/{sub}", self._partner_entry
-            )
+            for method in ("GET", "PATCH"):
+                app.router.add_route(
+                    method, "/v1/customers/{customer}/subscriptions/{sub}", self._partner_entry
+                )
         else:
             app.router.add_route("*", "/{tail:.*}", self._graph_entry)
         return app
@@ -299,7 +305,8 @@ class MicrosoftSimulator:
         return None if base == self.base_url else base
 
     async def _partner_entry(self, request: web.Request) -> web.Response:
-        """Partner Center: the partner's own token (audience `{base}/partnercenter`)."""
+        """Partner Center: the partner's own token (audience `{base}/partnercenter`); GET and
+        PATCH of a customer's subscription (simulator/microsoft/partner_center.py)."""
         try:
             partner, _ = self.authority.verify(
                 request.headers.get("Authorization"),
@@ -311,12 +318,16 @@ class MicrosoftSimulator:
         customer = self.tenants.get(request.match_info["customer"])
         if customer is None or customer.deleted:
             return self._json(request, 404, {"code": 800002, "description": "No customer."}, None)
+        sub = request.match_info["sub"]
+        if request.method == "GET":
+            status, answer = partner_get(customer, partner.tenant_id, sub)
+            return self._json(request, status, answer, customer.tenant_id)
         try:
             body = await request.json()
         except ValueError:
             body = None
-        status, answer = partner_cancel(
-            customer, partner.tenant_id, request.match_info["sub"], body
+        status, answer = partner_patch(
+            customer, partner.tenant_id, sub, body, request.headers.get("If-Match")
         )
         return self._json(request, status, answer, customer.tenant_id)
 
@@ -415,6 +426,15 @@ class MicrosoftSimulator:
             return self._json(request, 409, body, tenant.tenant_id)
         return self._json(request, 200, sub, tenant.tenant_id)
 
+    async def _report_download(self, request: web.Request) -> web.Response:
+        """A usage report's preauthenticated download URL: no Authorization header needed
+        (simulator/microsoft/reports.py)."""
+        data = self.reports.download(request.match_info["token"])
+        self._record(request.method, request.path, None, 404 if data is None else 200)
+        if data is None:
+            return web.Response(status=404)
+        return web.Response(body=data, content_type="application/octet-stream")
+
     # -- Graph ---------------------------------------------------------------------------------
 
     async def _graph_entry(self, request: web.Request) -> web.StreamResponse:
@@ -480,7 +500,8 @@ class MicrosoftSimulator:
                 fault = self.faults.take(req.method, f"/{req.version}{req.path}", in_batch=True)
                 if fault is not None:
                     return fault_response(fault, req.client_request_id)
-            handler = graph_api.route(req)
+            handler = self.reports.route(req) if is_report_call(req) else graph_api.route(req)
+            permissions.require(caller, req)  # the docs' Application permissions for the call
             write = req.method != "GET"
             if write:
                 await self._gate.admit()

@@ -10,15 +10,20 @@ from typing import Any
 
 JSON = dict[str, Any]
 
-MAX_MESSAGE_BLOCKS = 50
-MAX_VIEW_BLOCKS = 100
-MAX_SECTION_TEXT = 3000
-MAX_SECTION_FIELDS = 10
-MAX_FIELD_TEXT = 2000
-MAX_HEADER_TEXT = 150
-MAX_BUTTON_TEXT = 75
-MAX_BLOCK_ID = 255
-MAX_ACTION_ID = 255
+# Block Kit's documented limits (docs.slack.dev/reference/block-kit/...), counted in code points
+# of each field as sent, as webapi's text limits are:
+MAX_MESSAGE_BLOCKS = 50  # blocks: "You can include up to 50 blocks in each message"
+MAX_VIEW_BLOCKS = 100  # ... "and 100 blocks in modals or Home tabs"
+MAX_SECTION_TEXT = 3000  # section block `text`; also any text object's maximum (composition
+# objects, text object: "maximum length is 3000 characters"), which is the only limit
+# documented for a context block's text elements (the context block page gives none of its
+# own; 10 elements at most)
+MAX_SECTION_FIELDS = 10  # section block `fields`: "Maximum number of items is 10"
+MAX_FIELD_TEXT = 2000  # ... "Maximum length for the text in each item is 2000 characters"
+MAX_HEADER_TEXT = 150  # header block `text`: "Maximum length for the text in this field is 150"
+MAX_BUTTON_TEXT = 75  # button element `text`: "Maximum length ... is 75 characters"
+MAX_BLOCK_ID = 255  # every block's `block_id`: "Maximum length for this field is 255"
+MAX_ACTION_ID = 255  # every interactive element's `action_id`: "Maximum length is 255"
 
 _BLOCK_KEYS: dict[str, set[str]] = {
     "section": {"text", "fields", "accessory", "expand"},

@@ -56,6 +56,7 @@ class EventResult:
     envelope: JSON | None  # what was sent, parsed; pass it to deliver() to redeliver
     timed_out: bool = False
     envelope_id: str | None = None  # the Socket Mode envelope that carried it, if one did
+    delivered: bool = True  # False when Slack sends the app nothing (it is not in the channel)
 
 
 @dataclass
@@ -358,8 +359,8 @@ class Delivery(Workspace):
         if not self.socket_mode:
             self._require_request_url()
         msg = self.message(channel, ts)
-        if msg is None:
-            raise ValueError(f"no message {ts} in {channel}")
+        if msg is None or msg.tombstone:
+            raise ValueError(f"no message {ts} in {channel} (never posted, or deleted)")
         changed = (
             self.remove_reaction(msg, name, user_id)
             if remove
@@ -376,6 +377,11 @@ class Delivery(Workspace):
             "item_user": msg.user,
             "event_ts": self.next_ts(),
         }
+        if not self.bot_in(channel):
+            # A bot gets a channel's events only while it is a member of the channel (the
+            # Events API docs' event subscriptions, as for reaction_added): the reaction
+            # stays on the message, the bot hears nothing.
+            return EventResult(0, "", None, None, delivered=False)
         return await self.deliver(self.envelope(event, event_id=event_id))
 
     async def open_home(self, user_id: str) -> EventResult:

@@ -20,6 +20,7 @@ TIER_PER_MINUTE = {1: 1, 2: 20, 3: 50, 4: 100}
 # The tier of each method the simulator implements; "special" ones are listed apart.
 METHOD_TIERS = {
     "chat.update": 3,
+    "chat.delete": 3,
     "chat.postEphemeral": 4,
     "conversations.info": 3,
     "conversations.history": 3,
@@ -30,6 +31,7 @@ METHOD_TIERS = {
     "files.completeUploadExternal": 4,
     "views.publish": 4,
     "reactions.get": 3,
+    "reactions.add": 3,
 }
 # Special rate limits: chat.postMessage is one message per second per channel (bursts allowed);
 # auth.test and chat.getPermalink are treated as tier 4.

@@ -269,6 +269,14 @@ class SlackSimulator(Delivery):
                     break
         else:
             data = await request.read()
+        if len(data) != upload["length"]:
+            # The file must be the `length` declared to files.getUploadURLExternal; Slack
+            # answers a failed upload with a non-200 status (the method's usage info).
+            return web.Response(
+                status=400,
+                text=f"length mismatch: declared {upload['length']}, received {len(data)}",
+                content_type="text/plain",
+            )
         upload["content"] = data
         self.notify()
         return web.Response(text=f"OK - {len(data)}", content_type="text/plain")

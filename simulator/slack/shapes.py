@@ -10,7 +10,15 @@ from simulator.slack.state import JSON, SimMessage, SimUser, Workspace
 def message_json(ws: Workspace, msg: SimMessage, *, metadata: bool) -> JSON:
     """A message as conversations.history / replies return it."""
     out: JSON = {"type": "message", "user": msg.user, "text": msg.text, "ts": msg.ts}
-    out["team"] = ws.team_id
+    if msg.tombstone:
+        # A deleted thread parent: Slack keeps its place in the thread and nothing else.
+        out |= {"subtype": "tombstone", "hidden": True}
+    else:
+        out["team"] = ws.team_id
+    # An app's message (posted with its bot token) names its bot user, bot and app; another
+    # app's looks exactly like the bot's own but for the IDs (docs.slack.dev, "bot_profile"
+    # in the message object reference; no `subtype: bot_message`, which is for legacy
+    # integrations and webhooks).
     if msg.user == ws.bot_user_id:
         out["bot_id"] = ws.bot_id
         out["app_id"] = ws.app_id
@@ -21,6 +29,10 @@ def message_json(ws: Workspace, msg: SimMessage, *, metadata: bool) -> JSON:
             "team_id": ws.team_id,
             "deleted": False,
         }
+    elif msg.bot_id is not None:
+        out["bot_id"] = msg.bot_id
+        out["app_id"] = msg.app_id
+        out["bot_profile"] = dict(ws.apps.get(msg.user) or {"id": msg.bot_id})
     if msg.blocks:
         out["blocks"] = msg.blocks
     if metadata and msg.metadata:
@@ -97,23 +109,26 @@ def permalink(ws: Workspace, msg: SimMessage) -> str:
 
 
 def channel_json(ws: Workspace, channel: str) -> JSON:
-    """A public channel the bot is a member of, as conversations.info returns it."""
+    """A channel as conversations.info returns it (`is_member` false once the bot is removed)."""
     name = ws.channels[channel]
+    private = channel in ws.private_channels
     return {
         "id": channel,
         "name": name,
         "name_normalized": name,
+        # Private channels made since March 2021 are channels too: is_group is for old G IDs
+        # (docs.slack.dev, the conversation object reference).
         "is_channel": True,
         "is_group": False,
         "is_im": False,
         "is_mpim": False,
-        "is_private": False,
+        "is_private": private,
         "is_archived": False,
         "is_general": False,
         "is_shared": False,
         "is_ext_shared": False,
         "is_org_shared": False,
-        "is_member": True,
+        "is_member": ws.bot_in(channel),
         "created": 1_700_000_000,
         "creator": ws.bot_user_id,
         "topic": {"value": "", "creator": "", "last_set": 0},

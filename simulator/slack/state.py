@@ -15,6 +15,9 @@ JSON = dict[str, Any]
 T = TypeVar("T")
 Subscriber = Callable[[str, "SimMessage"], None]
 
+SLACKBOT = "USLACKBOT"
+TOMBSTONE_TEXT = "This message was deleted."
+
 
 @dataclass
 class SimUser:
@@ -44,6 +47,9 @@ class SimMessage:
     reactions: dict[str, list[str]] = field(default_factory=dict)  # name -> user IDs, in order
     files: list[JSON] = field(default_factory=list)
     reply_broadcast: bool = False
+    bot_id: str | None = None  # the posting app's bot ID when `user` is another app's bot user
+    app_id: str | None = None
+    tombstone: bool = False  # a deleted thread parent, kept as "This message was deleted."
 
 
 class Workspace:
@@ -71,7 +77,7 @@ class Workspace:
         self.bot_scopes = bot_scopes
         self.clock = clock
         self.base_url = ""  # "http://127.0.0.1:PORT", set once the server listens
-        self._subscribers: list[tuple[Subscriber, bool]] = []
+        self._subscribers: list[tuple[Subscriber, frozenset[str]]] = []
         self._changed = asyncio.Event()
         self.users: dict[str, SimUser] = {}
         self.add_user(SimUser(self.bot_user_id, self.bot_name, "", is_bot=True))
@@ -86,6 +92,10 @@ class Workspace:
         self.files: list[JSON] = []
         self.home_views: dict[str, JSON] = {}  # user ID -> the Home tab view published for them
         self.pending_uploads: dict[str, JSON] = {}  # upload URL key -> file not yet completed
+        self.deleted: list[SimMessage] = []  # messages deleted, as they were, oldest first
+        self.bot_removed: set[str] = set()  # channels the bot was removed from
+        self.private_channels: set[str] = set()
+        self.apps: dict[str, JSON] = {}  # another app's bot user ID -> its bot_profile
         self._by_key: dict[tuple[str, str], SimMessage] = {}
         self._last_us = 0
 
@@ -137,6 +147,8 @@ class Workspace:
         thread_ts: str | None = None,
         reply_broadcast: bool = False,
         files: list[JSON] | None = None,
+        bot_id: str | None = None,
+        app_id: str | None = None,
     ) -> SimMessage:
         """Stores a new message (a reply if `thread_ts`) and tells subscribers."""
         if thread_ts is not None:
@@ -153,6 +165,8 @@ class Workspace:
             thread_ts=thread_ts,
             reply_broadcast=reply_broadcast and thread_ts is not None,
             files=list(files or []),
+            bot_id=bot_id,
+            app_id=app_id,
         )
         msg.versions.append({"text": text, "blocks": blocks, "metadata": metadata})
         self.messages.append(msg)
@@ -199,6 +213,96 @@ class Workspace:
         self._publish("reacted", msg)
         return True
 
+    def delete(self, msg: SimMessage) -> None:
+        """Deletes a message. A thread parent with replies stays as a tombstone, as Slack shows
+        it: subtype `tombstone`, user USLACKBOT, "This message was deleted.", `hidden: true`
+        (the message_changed event Slack sends for a deleted parent carries that message; the
+        method reference does not describe it). Any other message is gone: every method then
+        answers as for a ts that never existed."""
+        reactions = {name: list(users) for name, users in msg.reactions.items()}
+        self.deleted.append(replace(msg, versions=list(msg.versions), reactions=reactions))
+        if msg.thread_ts is None and self.replies(msg.channel, msg.ts):
+            msg.user, msg.text, msg.tombstone = SLACKBOT, TOMBSTONE_TEXT, True
+            msg.blocks = msg.metadata = msg.bot_id = msg.app_id = None
+            msg.reactions, msg.files, msg.edited = {}, [], False
+        else:
+            self.messages.remove(msg)
+            del self._by_key[(msg.channel, msg.ts)]
+        self._publish("deleted", msg)
+
+    def delete_message(self, channel: str, ts: str, *, by: str = "U0ADMIN") -> SimMessage:
+        """Someone other than the bot deletes a message: a workspace admin (`by` a user ID),
+        another app, or a retention policy (`by="retention"`). Slack lets admins delete any
+        message, and a retention policy deletes messages older than it keeps (Slack help: "Customize
+        message and file retention policies")."""
+        msg = self.message(channel, ts)
+        if msg is None or msg.tombstone:
+            raise ValueError(f"no message {ts} in {channel}")
+        self.delete(msg)
+        return msg
+
+    def bot_in(self, channel: str) -> bool:
+        return channel not in self.bot_removed
+
+    def kick_bot(self, channel: str, *, private: bool | None = None) -> None:
+        """A member removes the bot from a channel (`/remove @bot`); `private` marks the
+        channel private (the bot then cannot see it at all) or public."""
+        if channel not in self.channels:
+            raise ValueError(f"no channel {channel}")
+        if private is not None:
+            (self.private_channels.add if private else self.private_channels.discard)(channel)
+        self.bot_removed.add(channel)
+        self.notify()
+
+    def invite_bot(self, channel: str) -> None:
+        """A member adds the bot back to a channel (`/invite @bot`)."""
+        self.bot_removed.discard(channel)
+        self.notify()
+
+    def post_as_app(
+        self,
+        app_id: str,
+        channel: str,
+        thread_ts: str | None,
+        text: str,
+        metadata: JSON | None = None,
+        *,
+        bot_id: str | None = None,
+        user: str | None = None,
+        name: str = "other-app",
+        blocks: list[JSON] | None = None,
+    ) -> SimMessage:
+        """Another app installed in the workspace posts (with its own bot token): the message
+        carries that app's `user`, `bot_id`, `app_id` and `bot_profile`, and whatever metadata
+        it chose, even the bot's own event types, so tests can plant look-alikes."""
+        if channel not in self.channels:
+            raise ValueError(f"no channel {channel}")
+        if app_id == self.app_id:
+            raise ValueError("that is the bot's own app; post through the Web API")
+        bot_id = bot_id or "B" + app_id[1:]
+        user = user or "U" + app_id[1:]
+        if user == self.bot_user_id or bot_id == self.bot_id:
+            raise ValueError("another app has its own bot user and bot ID")
+        if user not in self.users:
+            self.add_user(SimUser(user, name, "", is_bot=True))
+        self.apps[user] = {
+            "id": bot_id,
+            "app_id": app_id,
+            "name": name,
+            "team_id": self.team_id,
+            "deleted": False,
+        }
+        return self.post(
+            channel=channel,
+            user=user,
+            text=text,
+            blocks=blocks,
+            metadata=metadata,
+            thread_ts=thread_ts,
+            bot_id=bot_id,
+            app_id=app_id,
+        )
+
     def thread(self, channel: str, thread_ts: str) -> list[SimMessage]:
         """The parent message (if it exists) followed by its replies, oldest first."""
         parent = self.message(channel, thread_ts)
@@ -222,14 +326,20 @@ class Workspace:
 
     # -- change signal -----------------------------------------------------------------------
 
-    def subscribe(self, callback: Subscriber, *, reactions: bool = False) -> None:
+    def subscribe(
+        self, callback: Subscriber, *, reactions: bool = False, deletions: bool = False
+    ) -> None:
         """Calls `callback("posted"|"updated", message)` on every change to a channel message;
-        with `reactions=True` also `("reacted", message)` when a reaction is added or removed."""
-        self._subscribers.append((callback, reactions))
+        with `reactions=True` also `("reacted", message)` when a reaction is added or removed,
+        with `deletions=True` also `("deleted", message)` when a message is deleted."""
+        kinds = {"posted", "updated"} | ({"reacted"} if reactions else set())
+        self._subscribers.append(
+            (callback, frozenset(kinds | ({"deleted"} if deletions else set())))
+        )
 
     def _publish(self, kind: str, msg: SimMessage) -> None:
-        for callback, wants_reactions in self._subscribers:
-            if kind != "reacted" or wants_reactions:
+        for callback, kinds in self._subscribers:
+            if kind in kinds:
                 callback(kind, msg)
         self.notify()
 

@@ -20,8 +20,31 @@ from simulator.slack.blocks import (
 from simulator.slack.shapes import channel_json, message_json, permalink, user_json
 from simulator.slack.state import JSON, SimMessage, Workspace
 
-MAX_POST_TEXT = 40_000  # Slack truncates beyond this; the simulator refuses (msg_too_long)
-MAX_UPDATE_TEXT = 4_000  # chat.update's documented msg_too_long limit
+# Text limits count the `text` field as sent, in Unicode code points (Python's len): after the
+# sender's own &amp;/&lt;/&gt; escaping, before Slack renders mrkdwn or expands <@U..> mentions.
+# Slack does not say how it counts; code points as sent is what an app can check before sending.
+#
+# chat.postMessage: Slack documents truncating text beyond 40,000 characters (api.slack.com/
+# changelog/2018-04-truncating-really-long-messages) and its reference lists no msg_too_long
+# (../shared/reference/slack/methods/chat.postMessage.json). The simulator refuses instead of
+# truncating, so a bot that would lose the end of a message finds out in tests.
+MAX_POST_TEXT = 40_000
+# chat.update: "msg_too_long: ... The `text` field cannot exceed 4,000 characters."
+# (../shared/reference/slack/methods/chat.update.json); chat.postEphemeral lists msg_too_long
+# without a number, so it gets chat.postMessage's 40,000.
+MAX_UPDATE_TEXT = 4_000
+# files: Slack accepts files up to 1 GB (Slack help, "Add files to Slack"); counted in decimal
+# bytes, the stricter reading. files.getUploadURLExternal documents no error for a file over the
+# limit but `file_upload_size_restricted` ("The size of provided file is too large"), and
+# `snippet_too_large` for a snippet over 1MB
+# (../shared/reference/slack/methods/files.getUploadURLExternal.json).
+MAX_UPLOAD_BYTES = 1_000_000_000
+MAX_SNIPPET_BYTES = 1_000_000
+# reactions.get: "full: If true always return the complete reaction list."
+# (../shared/reference/slack/methods/reactions.get.json). Without it Slack may shorten each
+# reaction's `users` (its `count` stays the total); Slack does not say to how many. The
+# simulator always shortens, to this many, so a bot reading votes without full=true is caught.
+REACTIONS_SHORT_USERS = 2
 
 Handler = Callable[[Workspace, JSON], JSON]
 
@@ -88,17 +111,29 @@ def _int(args: JSON, name: str, default: int) -> int:
         raise Invalid("invalid_arguments", [f"[ERROR] must provide an integer: {name}"]) from None
 
 
-def _channel(ws: Workspace, args: JSON, name: str = "channel") -> str:
+def _channel(
+    ws: Workspace, args: JSON, name: str = "channel", *, outside: str | None = "channel_not_found"
+) -> str:
+    """The channel named by `args[name]`. Once the bot is removed from it, a private channel is
+    channel_not_found to the bot (it can no longer see it), and a public one answers `outside`:
+    the error the method's reference documents for a non-member (`not_in_channel` where it is
+    listed, else `channel_not_found`), or None where a public channel stays readable."""
     ref = _str(args, name)
     channel = ws.channel_id(ref) if ref else None
     if channel is None:
         raise Invalid("channel_not_found")
+    if not ws.bot_in(channel):
+        if channel in ws.private_channels:
+            raise Invalid("channel_not_found")
+        if outside is not None:
+            raise Invalid(outside)
     return channel
 
 
 def _message(ws: Workspace, channel: str, ts: str | None) -> SimMessage:
+    """The message at `ts`; a deleted one (gone, or a thread parent's tombstone) is not found."""
     msg = ws.message(channel, ts) if ts else None
-    if msg is None:
+    if msg is None or msg.tombstone:
         raise Invalid("message_not_found")
     return msg
 
@@ -131,7 +166,10 @@ def auth_test(ws: Workspace, args: JSON) -> JSON:
 
 @_method("chat.postMessage", scope="chat:write", required=("channel",))
 def chat_post_message(ws: Workspace, args: JSON) -> JSON:
-    channel = _channel(ws, args)
+    # not_in_channel: "Cannot post user messages to a channel they are not in"; with
+    # chat:write.public a bot may post in any public channel (docs.slack.dev, chat:write.public).
+    public_ok = "chat:write.public" in ws.bot_scopes
+    channel = _channel(ws, args, outside=None if public_ok else "not_in_channel")
     text, blocks = _content(args)
     if text is None and not blocks and not args.get("attachments"):
         raise Invalid("no_text")
@@ -153,7 +191,7 @@ def chat_post_message(ws: Workspace, args: JSON) -> JSON:
 
 @_method("chat.update", scope="chat:write", required=("channel", "ts"))
 def chat_update(ws: Workspace, args: JSON) -> JSON:
-    channel = _channel(ws, args)
+    channel = _channel(ws, args)  # lists no not_in_channel: channel_not_found once removed
     msg = _message(ws, channel, _str(args, "ts"))
     if msg.user != ws.bot_user_id:
         raise Invalid("cant_update_message")
@@ -177,7 +215,7 @@ def chat_update(ws: Workspace, args: JSON) -> JSON:
 
 @_method("chat.postEphemeral", scope="chat:write", required=("channel", "user"))
 def chat_post_ephemeral(ws: Workspace, args: JSON) -> JSON:
-    channel = _channel(ws, args)
+    channel = _channel(ws, args, outside="not_in_channel")
     user = ws.users.get(_str(args, "user") or "")
     if user is None or user.deleted:
         raise Invalid("user_not_in_channel")
@@ -205,14 +243,14 @@ def chat_post_ephemeral(ws: Workspace, args: JSON) -> JSON:
 
 @_method("chat.getPermalink", scope=None, required=("channel", "message_ts"))
 def chat_get_permalink(ws: Workspace, args: JSON) -> JSON:
-    channel = _channel(ws, args)
+    channel = _channel(ws, args, outside=None)
     msg = _message(ws, channel, _str(args, "message_ts"))
     return {"channel": channel, "permalink": permalink(ws, msg)}
 
 
 @_method("conversations.info", scope="channels:read", required=("channel",))
 def conversations_info(ws: Workspace, args: JSON) -> JSON:
-    channel = _channel(ws, args)
+    channel = _channel(ws, args, outside=None)  # a public channel's info: is_member false
     info = channel_json(ws, channel)
     if _bool(args.get("include_num_members")):
         info["num_members"] = sum(1 for u in ws.users.values() if not u.deleted)
@@ -263,7 +301,8 @@ def _page(args: JSON, items: list[JSON], default_limit: int) -> JSON:
 
 @_method("conversations.history", scope="channels:history", required=("channel",))
 def conversations_history(ws: Workspace, args: JSON) -> JSON:
-    channel = _channel(ws, args)
+    # not_in_channel: "Only user tokens can access public channels they are not in."
+    channel = _channel(ws, args, outside="not_in_channel")
     visible = [
         m
         for m in ws.messages
@@ -278,6 +317,7 @@ def conversations_history(ws: Workspace, args: JSON) -> JSON:
 
 @_method("conversations.replies", scope="channels:history", required=("channel", "ts"))
 def conversations_replies(ws: Workspace, args: JSON) -> JSON:
+    # Its reference lists no not_in_channel: a removed bot gets channel_not_found.
     channel = _channel(ws, args)
     msg = ws.message(channel, _str(args, "ts") or "")
     if msg is None:
@@ -313,6 +353,10 @@ def files_get_upload_url_external(ws: Workspace, args: JSON) -> JSON:
     length = _int(args, "length", 0)
     if length <= 0:
         raise Invalid("missing_argument")
+    if _str(args, "snippet_type") is not None and length > MAX_SNIPPET_BYTES:
+        raise Invalid("snippet_too_large")
+    if length > MAX_UPLOAD_BYTES:
+        raise Invalid("file_upload_size_restricted")
     alt_txt = _str(args, "alt_txt") or ""
     if len(alt_txt) > 1000:
         raise Invalid("alt_txt_too_large")
@@ -343,9 +387,8 @@ def files_complete_upload_external(ws: Workspace, args: JSON) -> JSON:
     channel_ref = _str(args, "channel_id") or (_str(args, "channels") or "").split(",")[0]
     channel = None
     if channel_ref:
-        channel = ws.channel_id(channel_ref)
-        if channel is None:
-            raise Invalid("channel_not_found")
+        # not_in_channel: "User/bot membership is required for the specified channel."
+        channel = _channel(ws, {"channel": channel_ref}, outside="not_in_channel")
     thread_ts = _str(args, "thread_ts")
     comment = _str(args, "initial_comment")
     shared = []
@@ -423,7 +466,36 @@ def reactions_get(ws: Workspace, args: JSON) -> JSON:
         raise Invalid("no_item_specified")
     channel = _channel(ws, args)
     msg = _message(ws, channel, _str(args, "timestamp"))
-    return {"type": "message", "channel": channel, "message": message_json(ws, msg, metadata=False)}
+    message = message_json(ws, msg, metadata=False)
+    if not _bool(args.get("full")):
+        for reaction in message.get("reactions", []):
+            reaction["users"] = reaction["users"][:REACTIONS_SHORT_USERS]
+    return {"type": "message", "channel": channel, "message": message}
+
+
+@_method("reactions.add", scope="reactions:write", required=("channel", "name", "timestamp"))
+def reactions_add(ws: Workspace, args: JSON) -> JSON:
+    """The bot reacts (../shared/reference/slack/methods/reactions.add.json)."""
+    channel = _channel(ws, args)
+    msg = _message(ws, channel, _str(args, "timestamp"))
+    name = _str(args, "name") or ""
+    if not name or any(c in name for c in ": \t\n"):
+        raise Invalid("invalid_name")
+    if not ws.add_reaction(msg, name, ws.bot_user_id):
+        raise Invalid("already_reacted")
+    return {}
+
+
+@_method("chat.delete", scope="chat:write", required=("channel", "ts"))
+def chat_delete(ws: Workspace, args: JSON) -> JSON:
+    """The bot deletes its own message; a bot token cannot delete others'
+    (cant_delete_message; ../shared/reference/slack/methods/chat.delete.json)."""
+    channel = _channel(ws, args)
+    msg = _message(ws, channel, _str(args, "ts"))
+    if msg.user != ws.bot_user_id:
+        raise Invalid("cant_delete_message")
+    ws.delete(msg)
+    return {"channel": channel, "ts": msg.ts}
 
 
 DEFAULT_BOT_SCOPES = frozenset(m.scope for m in METHODS.values() if m.scope is not None)
