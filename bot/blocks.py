@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.messages import (
+    FINAL_LABEL,
     PHASE_LABEL,
     duration,
     mentions,
@@ -81,9 +82,7 @@ class StatusView:
 
 def status_blocks(view: StatusView) -> list[Block]:
     current, phase = split_state(view.state)
-    title = {"closed": "closed", "aborted": "aborted", "rolled_back": "rolled back"}.get(
-        phase, "rolling back" if current == ROLLBACK else "in progress"
-    )
+    title = FINAL_LABEL.get(phase, "rolling back" if current == ROLLBACK else "in progress")
     name = f"{view.display_name} · " if view.display_name else ""
     blocks: list[Block] = [
         {"type": "header", "text": {"type": "plain_text", "text": f"Closing {view.tenant}"[:150]}},
