@@ -34,6 +34,7 @@ class ObservedWebClient(AsyncWebClient):
         try:
             return await super().api_call(api_method, **kwargs)
         except SlackApiError as exc:
+            plain_error(exc)
             error = str(exc.response.get("error") or f"HTTP {exc.response.status_code}")
             self._failed(api_method, error)
             raise
@@ -53,3 +54,12 @@ class ObservedWebClient(AsyncWebClient):
             f" ({detail})" if detail else "",
             extra={"slack_method": method, "slack_error": error},
         )
+
+
+def plain_error(exc: SlackApiError) -> None:
+    """Give an answer that was not Slack's JSON (a proxy's "upstream connect error", an HTML or
+    plain-text 404 or 502) Slack's error shape, `{"ok": false, "error": "http_502"}`, so every
+    `exc.response.get("error")` works; slack-sdk keeps such a body as a string."""
+    response = exc.response
+    if not isinstance(response.data, dict):
+        response.data = {"ok": False, "error": f"http_{response.status_code}"}

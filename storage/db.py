@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import urllib.parse
 from pathlib import Path
 
 from sqlite_utils import Database, Migrations
@@ -134,6 +135,21 @@ def open_db(path: Path | str) -> Database:
     conn.execute("PRAGMA busy_timeout=10000")
     migrations.apply(db)
     return db
+
+
+def open_readonly(path: Path | str) -> Database:
+    """Open the database to read only: no migration, no journal-mode change, nothing written, so
+    `audit` is safe beside a running bot of another version and on a read-only backup copy."""
+    target = urllib.parse.quote(str(Path(path).resolve()))
+    try:
+        conn = sqlite3.connect(f"file:{target}?mode=ro", uri=True, isolation_level=None)
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.OperationalError:
+        # A WAL database in a read-only directory cannot get its -shm file: read the file as it
+        # is (a backup copy, or a database no bot is writing).
+        conn = sqlite3.connect(f"file:{target}?immutable=1", uri=True, isolation_level=None)
+    conn.execute("PRAGMA busy_timeout=10000")
+    return Database(conn)
 
 
 @migrations()
