@@ -66,8 +66,8 @@ USER 10001:10001
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; r = urllib.request.urlopen('http://127.0.0.1:3000/healthz', timeout=4); sys.exit(0 if r.status == 200 else 1)"]
 
-# Python turns SIGINT into a clean shutdown (stop the runner, close the database and release the
-# lock); as PID 1 without a handler, the default SIGTERM would be ignored until SIGKILL.
+# SIGINT and SIGTERM both stop the bot cleanly (stop the runner, close the database, release the
+# lock, exit 0); SIGINT stays the image's stop signal for older versions of the bot.
 STOPSIGNAL SIGINT
 
 ENTRYPOINT ["close-account-bot"]

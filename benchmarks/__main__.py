@@ -14,10 +14,12 @@ import traceback
 from pathlib import Path
 from types import ModuleType
 
-from benchmarks import ack_latency, delete_purge, resume
+from benchmarks import ack_latency, budgets, delete_purge, resume
 from benchmarks.common import Row, say
 
-BENCHMARKS: dict[str, ModuleType] = {m.NAME: m for m in (delete_purge, ack_latency, resume)}
+BENCHMARKS: dict[str, ModuleType] = {
+    m.NAME: m for m in (delete_purge, budgets, ack_latency, resume)
+}
 
 
 def machine() -> str:

@@ -4,7 +4,12 @@
 
     {"time_scale": 1.0, "retry_after": 0.05,
      "tenants": [{"name": "big", "users": 20001, "seed": 0,
-                  "write_budget": [3000, 1.5], "read_budget": null, "list_users": false}]}
+                  "write_budget": [3000, 1.5], "read_budget": null, "list_users": false,
+                  "write_policy": {"model": "bucket", "app": [3000, 1.5],
+                                   "tenant": [18000, 3.0], "others": 0.0}}]}
+
+`write_policy` sets the throttler's `WritePolicy` for the tenant (simulator/microsoft/
+graph_throttle.py: sliding window or token bucket, per app and across apps, other apps' spend).
 
 Once listening it prints one JSON line (base_url, ca_file, each tenant's credentials and, with
 `list_users`, its users), then answers commands read from stdin, one JSON line each:
@@ -45,12 +50,17 @@ def _stats(sim: MicrosoftSimulator) -> dict[str, Any]:
     for r in sim.requests:
         counts[f"{r.method} {'sub' if r.batch else 'top'} {r.status}"] += 1
     usage = resource.getrusage(resource.RUSAGE_SELF)
+    deletes = [r for r in sim.requests if r.method == "DELETE" and r.batch]
+    admitted = [r.time for r in deletes if 200 <= r.status < 300]
     return {
         "requests": dict(counts),
         "cpu_s": usage.ru_utime + usage.ru_stime,
         "max_rss_kb": usage.ru_maxrss,
         "users_left": {t.name: len(t.users) for t in sim.tenants.values()},
         "deleted_left": {t.name: len(t.deleted_users) for t in sim.tenants.values()},
+        # $batch DELETE sub-requests, on the simulator's clock: the first sent, the last admitted
+        "deletes_first": min((r.time for r in deletes), default=None),
+        "deletes_last_ok": max(admitted, default=None),
     }
 
 
@@ -66,6 +76,15 @@ async def main(spec: dict[str, Any]) -> None:
             tenant.write_budget = (int(t["write_budget"][0]), float(t["write_budget"][1]))
         if t.get("read_budget"):
             tenant.read_budget = (int(t["read_budget"][0]), float(t["read_budget"][1]))
+        if t.get("write_policy"):
+            wp = t["write_policy"]
+            policy = sim.throttler.policy(tenant)
+            policy.model = wp.get("model", "window")
+            policy.app = (int(wp["app"][0]), float(wp["app"][1])) if wp.get("app") else None
+            policy.tenant = (
+                (int(wp["tenant"][0]), float(wp["tenant"][1])) if wp.get("tenant") else None
+            )
+            policy.others = float(wp.get("others", 0.0))
         info: dict[str, Any] = {
             "name": tenant.name,
             "tenant_id": tenant.tenant_id,

@@ -60,9 +60,11 @@ def cmd_diagram(_: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
+    import sqlite3
+
     from bot.auditlog import as_csv, as_json
     from storage.audit import trail
-    from storage.db import open_db
+    from storage.db import open_readonly
 
     settings = _settings(args.config)
     tenant = settings.tenant(args.tenant)
@@ -73,8 +75,13 @@ def cmd_audit(args: argparse.Namespace) -> int:
             f"{args.config}: storage.path: no database at {settings.storage_path}"
             " (check the path; `run` creates it)"
         )
-    db = open_db(settings.storage_path)
-    rows = trail(db, tenant.name)
+    try:
+        rows = trail(open_readonly(settings.storage_path), tenant.name)
+    except sqlite3.DatabaseError as exc:
+        raise CliError(
+            f"{args.config}: storage.path: {settings.storage_path} cannot be read as the bot's "
+            f"database ({exc})"
+        ) from None
     print(
         as_json(rows) if args.format == "json" else as_csv(rows), end="\n" * (args.format == "json")
     )
@@ -86,7 +93,9 @@ async def _check(settings: Settings) -> int:
     from bot.doctor import check_slack, check_storage, check_tenant_reachable, table
     from bot.network import client_session
     from bot.service import build_tenants, ca_bundle, slack_client, ssl_context
+    from bot.startup import check_tls
 
+    check_tls(settings)
     context = ssl_context(settings.ca_file)
     bundle = ca_bundle(settings.ca_file)
     async with client_session(settings.network) as session:
@@ -119,7 +128,14 @@ async def _run(settings: Settings, host: str, port: int) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, _stopper(stop, signum))
     service = await start_service(settings, host=host, port=port)
-    print(f"close-account-bot listening on {service.url}/slack/events", flush=True)
+    # In Socket Mode Slack's requests come over the websocket: the port serves only health and
+    # metrics, so the line does not name /slack/events (which answers 404 there).
+    where = (
+        f"{service.url} (Socket Mode; /healthz, /livez, /metrics)"
+        if settings.slack.app_token
+        else f"{service.url}/slack/events"
+    )
+    print(f"close-account-bot listening on {where}", flush=True)
     await serve_forever(service, stop)
 
 

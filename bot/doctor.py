@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,9 +107,12 @@ async def check_tenant(tenant: ms.Tenant) -> list[Line]:
     try:
         token = await tenant.graph.tokens.token()
     except (TokenError, ValueError) as exc:
-        return [
-            Line(name, "token", False, str(exc), "check client_id and the secret or certificate")
-        ]
+        fix = (
+            "check the network, the proxy, the cloud and authority_host"
+            if "cannot reach" in str(exc)
+            else "check client_id and the secret or certificate"
+        )
+        return [Line(name, "token", False, str(exc), fix)]
     claims = jwt_claims(token)
     lines.append(Line(name, "token", True, f"app {claims.get('appid', '?')}"))
     tid = claims.get("tid")
@@ -276,20 +280,29 @@ def table(lines: Sequence[Line]) -> str:
 
 
 def check_storage(path: Path) -> Line:
-    """The database exists, or `run` can create it: a mistyped path is caught before the start."""
+    """The database is SQLite's and its directory writable, or `run` can create it there: a
+    mistyped or unusable path is caught before the start. Reads only."""
+    directory = path.parent
+    writable = os.access(directory, os.W_OK) and not os.statvfs(directory).f_flag & os.ST_RDONLY
+    fix = "make the directory writable by the bot's user (uid 10001 in the image)"
+    if path.exists() and not path.is_file():
+        return Line("storage", "database", False, f"{path} is not a file", "fix [storage] path")
+    if path.is_file():
+        with path.open("rb") as f:
+            header = f.read(16)
+        if header and header != b"SQLite format 3\x00":
+            return Line(
+                "storage",
+                "database",
+                False,
+                f"{path} is not a SQLite database",
+                "fix [storage] path, or restore the file from a backup",
+            )
+    if not writable:
+        return Line("storage", "database", False, f"{directory} is not writable", fix)
     if path.is_file():
         return Line("storage", "database", True, f"{path}")
-    if path.exists():
-        return Line("storage", "database", False, f"{path} is not a file", "fix [storage] path")
-    if path.parent.is_dir():
-        return Line("storage", "database", True, f"{path} (created by the first run)")
-    return Line(
-        "storage",
-        "database",
-        False,
-        f"{path.parent} does not exist",
-        "fix [storage] path or create the directory for the bot's user",
-    )
+    return Line("storage", "database", True, f"{path} (created by the first run)")
 
 
 async def check_tenant_reachable(tenant: ms.Tenant) -> list[Line]:

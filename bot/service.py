@@ -44,10 +44,17 @@ from bot.microsoft.tokens import MsalTokens
 from bot.network import client_session
 from bot.runner import Runner
 from bot.slackapi import ObservedWebClient
-from bot.startup import Unreachable, check_credentials, check_slack, listen
+from bot.startup import (
+    Unreachable,
+    check_credentials,
+    check_slack,
+    check_tls,
+    listen,
+    open_storage,
+    storage_lock,
+)
 from bot.web import build_web
-from storage.db import open_db
-from storage.lock import InstanceLock, acquire_instance_lock
+from storage.lock import InstanceLock
 
 log = logging.getLogger("close_account_bot.service")
 SLACK_API = "https://slack.com/api/"
@@ -222,8 +229,9 @@ async def start_service(
 
     Raises StartupError or ConfigError (the operator's to fix) and Unreachable (Slack did not
     answer) with one line, having closed whatever it had opened."""
+    check_tls(settings)
     check_credentials(settings)  # a certificate that cannot work fails now, not mid-closure
-    lock = acquire_instance_lock(settings.storage_path)  # exactly one instance per database
+    lock = storage_lock(settings)  # exactly one instance per database
     try:
         return await _start(
             settings,
@@ -248,10 +256,10 @@ async def _start(
     graph_backoff: float,
 ) -> Service:
     logs.protect(secret_values(settings))
+    db = open_storage(settings)  # before anything else is opened: a bad file leaks nothing
     context = ssl_context(settings.ca_file)
     bundle = ca_bundle(settings.ca_file)
     session = client_session(settings.network, timeout=aiohttp.ClientTimeout(total=120))
-    db = open_db(settings.storage_path)
     slack_session = client_session(
         settings.network, timeout=aiohttp.ClientTimeout(total=SLACK_TIMEOUT)
     )
@@ -313,7 +321,7 @@ async def _open(service: Service, host: str, port: int) -> None:
     service.web_runner = web_runner
     await listen(web_runner, host, port)
     bound = web_runner.addresses[0][1] if web_runner.addresses else port
-    service.url = f"http://{host}:{bound}"
+    service.url = f"http://[{host}]:{bound}" if ":" in host else f"http://{host}:{bound}"
     if settings.slack.app_token:
         from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 

@@ -35,6 +35,7 @@ class ObservedWebClient(AsyncWebClient):
         try:
             return await super().api_call(api_method, **kwargs)
         except SlackApiError as exc:
+            plain_error(exc)
             error = str(exc.response.get("error") or f"HTTP {exc.response.status_code}")
             self._failed(api_method, error)
             raise
@@ -70,3 +71,12 @@ async def find_message(
         cursor = (resp.get("response_metadata") or {}).get("next_cursor")
         if not cursor:
             return None
+
+
+def plain_error(exc: SlackApiError) -> None:
+    """Give an answer that was not Slack's JSON (a proxy's "upstream connect error", an HTML or
+    plain-text 404 or 502) Slack's error shape, `{"ok": false, "error": "http_502"}`, so every
+    `exc.response.get("error")` works; slack-sdk keeps such a body as a string."""
+    response = exc.response
+    if not isinstance(response.data, dict):
+        response.data = {"ok": False, "error": f"http_{response.status_code}"}

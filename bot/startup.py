@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import sqlite3
+import ssl
 from collections.abc import Awaitable
 
 import aiohttp
@@ -17,9 +19,13 @@ from aiohttp import web
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
+from sqlite_utils import Database
 
 from bot.config import ConfigError, Settings
 from bot.microsoft.certificates import CertificateError, msal_credential
+from bot.slackapi import plain_error
+from storage.db import open_db
+from storage.lock import InstanceLock, acquire_instance_lock
 
 # Slack's answers that mean the token itself is wrong, not that Slack is having a bad day.
 _REFUSED_TOKEN = frozenset(
@@ -61,6 +67,49 @@ def check_credentials(settings: Settings) -> None:
             raise ConfigError(
                 settings.file, f"tenants[{index}].certificate_file", problem
             ) from None
+
+
+def check_tls(settings: Settings) -> None:
+    """`[tls] ca_file` holds at least one PEM certificate Python's ssl module can load."""
+    if settings.ca_file is None:
+        return
+    try:
+        ssl.create_default_context().load_verify_locations(cafile=str(settings.ca_file))
+    except (ssl.SSLError, ValueError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError(
+            settings.file, "tls.ca_file", f"not a PEM CA certificate ({reason})"
+        ) from None
+
+
+def storage_lock(settings: Settings) -> InstanceLock:
+    """The instance lock beside the database, or one line saying why it cannot be written."""
+    try:
+        return acquire_instance_lock(settings.storage_path)
+    except OSError as exc:
+        raise StartupError(_unwritable(settings, exc)) from None
+
+
+def open_storage(settings: Settings) -> Database:
+    """Open (and migrate) the database, or say in one line why it cannot be used."""
+    try:
+        return open_db(settings.storage_path)
+    except sqlite3.DatabaseError as exc:
+        if isinstance(exc, sqlite3.OperationalError) and "unable to open" in str(exc):
+            raise StartupError(_unwritable(settings, exc)) from None
+        raise StartupError(
+            f"{settings.file}: storage.path: {settings.storage_path} is not a usable database "
+            f"({exc}); restore it from a backup (deploy/README.md, Restoring)"
+        ) from None
+
+
+def _unwritable(settings: Settings, exc: Exception) -> str:
+    reason = getattr(exc, "strerror", None) or str(exc)
+    return (
+        f"{settings.file}: storage.path: cannot write in {settings.storage_path.parent} "
+        f"({reason}); make that directory writable by the bot's user (uid 10001 in the image; "
+        "ReadWritePaths= under systemd)"
+    )
 
 
 async def listen(runner: web.AppRunner, host: str, port: int) -> None:
@@ -128,7 +177,13 @@ async def _ask(
         async with asyncio.timeout(SLACK_PROBE_TIMEOUT):
             return await call
     except SlackApiError as exc:
+        plain_error(exc)
         error = str(exc.response.get("error", "unknown_error"))
+        if error.startswith("http_4"):  # not Slack's JSON: the URL is not Slack's API
+            raise StartupError(
+                f"{where} answered {method} with HTTP {error[5:]}, not Slack's API; check "
+                "[slack] api_url and the proxy"
+            ) from None
         if error in _REFUSED_TOKEN:
             fix = (
                 "an app-level token (xapp-) with connections:write"

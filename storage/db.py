@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -178,6 +179,21 @@ def open_db(path: Path | str) -> Database:
     conn.execute("PRAGMA busy_timeout=10000")
     migrations.apply(db)
     return db
+
+
+def open_readonly(path: Path | str) -> Database:
+    """Open the database to read only: no migration, no journal-mode change, nothing written, so
+    `audit` is safe beside a running bot of another version and on a read-only backup copy."""
+    target = urllib.parse.quote(str(Path(path).resolve()))
+    try:
+        conn = sqlite3.connect(f"file:{target}?mode=ro", uri=True, isolation_level=None)
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.OperationalError:
+        # A WAL database in a read-only directory cannot get its -shm file: read the file as it
+        # is (a backup copy, or a database no bot is writing).
+        conn = sqlite3.connect(f"file:{target}?immutable=1", uri=True, isolation_level=None)
+    conn.execute("PRAGMA busy_timeout=10000")
+    return Database(conn)
 
 
 @migrations()

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any, cast
 
+import aiohttp
 import pytest
 
 from bot.config import ConfigError, load_settings
+from bot.microsoft.azure import Arm, ArmError
+from bot.microsoft.tokens import MsalTokens
 from bot.world import APPROVERS
 from tests.conftest import MakeWorld
 
@@ -42,6 +49,115 @@ async def test_azure_subscriptions_are_cancelled_by_api_after_quorum(make_world:
     checklist = next(m for m in world.slack.messages if "checklist" in m.text.split("\n")[0])
     for sub in world.tenant.azure.subscriptions:
         assert sub["subscriptionId"] not in checklist.text
+
+
+async def test_azure_subscriptions_are_listed_to_the_last_page(make_world: MakeWorld) -> None:
+    """The subscription list follows ARM's nextLink across pages (the simulator pages by 2),
+    so a subscription past the first page is cancelled too."""
+    world = await make_world(users=10, tenant={"azure_subscriptions": 5})
+    world.script_admin()
+    await world.command(world.tenant.name)
+    users = await world.wait_request("delete_users")
+    await world.vote(users, APPROVERS[0])
+    await world.vote(users, APPROVERS[1])
+    request = await world.wait_request("cancel_subscriptions")
+    await world.vote(request, APPROVERS[0])
+    await world.vote(request, APPROVERS[1])
+    await world.wait_state("delete_disabled_subscriptions.awaiting_approval", timeout=30)
+    lists = [
+        r.path
+        for r in world.microsoft.requests  # type: ignore[attr-defined]
+        if r.method == "GET" and r.path.startswith("/arm/subscriptions?")
+    ]
+    assert any("skiptoken=4" in path for path in lists)
+    assert len(arm_cancels(world)) == 5
+    assert {s["state"] for s in world.tenant.azure.subscriptions} == {"Disabled"}
+
+
+class _Tokens:
+    async def token(self, force_refresh: bool = False, scopes: list[str] | None = None) -> str:
+        return "arm-token"
+
+
+class _Resp:
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.status = 200
+        self.headers: dict[str, str] = {}
+        self._text = json.dumps(body)
+
+    async def text(self) -> str:
+        return self._text
+
+
+class _Session:
+    """Answers each GET with the next canned page and records where the token went."""
+
+    def __init__(self, pages: list[dict[str, Any]]) -> None:
+        self.pages = pages
+        self.sent: list[tuple[str, str]] = []
+
+    @asynccontextmanager
+    async def request(self, method: str, url: str, **kwargs: Any) -> AsyncIterator[_Resp]:
+        self.sent.append((url, kwargs["headers"]["Authorization"]))
+        yield _Resp(self.pages[len(self.sent) - 1])
+
+
+ARM = "https://management.azure.com"
+
+
+def _arm(pages: list[dict[str, Any]], arm_url: str = ARM) -> tuple[Arm, _Session]:
+    session = _Session(pages)
+    arm = Arm(cast(aiohttp.ClientSession, session), arm_url, cast(MsalTokens, _Tokens()))
+    return arm, session
+
+
+async def test_arm_next_link_is_followed_on_the_arm_host_only() -> None:
+    """A nextLink on the configured ARM host over HTTPS is followed to the end; an empty or
+    absent one ends the list."""
+    link = f"{ARM}/subscriptions?api-version=2020-01-01&$skiptoken=abc"
+    arm, session = _arm(
+        [
+            {"value": [{"subscriptionId": "a"}], "nextLink": link},
+            {"value": [{"subscriptionId": "b"}], "nextLink": ""},
+        ]
+    )
+    assert [s["subscriptionId"] for s in await arm.subscriptions()] == ["a", "b"]
+    assert [url for url, _ in session.sent] == [
+        f"{ARM}/subscriptions?api-version=2020-01-01",
+        link,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("arm_url", "link"),
+    [
+        (ARM, "https://evil.example/subscriptions?api-version=2020-01-01&$skiptoken=x"),
+        (ARM, "http://management.azure.com/subscriptions?api-version=2020-01-01&$skiptoken=x"),
+        (ARM, "https://management.azure.com.evil.example/subscriptions?$skiptoken=x"),
+        ("https://127.0.0.1:8443/arm", "https://127.0.0.1:8443/v1.0/users?$skiptoken=x"),
+        ("https://127.0.0.1:8443/arm", "https://127.0.0.1:8443/armx/subscriptions?$skiptoken=x"),
+    ],
+)
+async def test_arm_next_link_elsewhere_is_an_error_and_nothing_is_sent(
+    arm_url: str, link: str
+) -> None:
+    """A nextLink to another host, over http://, or outside the configured ARM path is an
+    ArmError and the ARM token is not sent there."""
+    arm, session = _arm([{"value": [{"subscriptionId": "a"}], "nextLink": link}], arm_url)
+    with pytest.raises(ArmError) as info:
+        await arm.subscriptions()
+    assert info.value.code == "foreignLink"
+    assert [url for url, _ in session.sent] == [f"{arm_url}/subscriptions?api-version=2020-01-01"]
+
+
+async def test_arm_next_link_loop_is_an_error() -> None:
+    """ARM answering the same nextLink twice ends the listing with an error, not a loop."""
+    link = f"{ARM}/subscriptions?api-version=2020-01-01&$skiptoken=same"
+    page = {"value": [{"subscriptionId": "a"}], "nextLink": link}
+    arm, session = _arm([page, page, page])
+    with pytest.raises(ArmError, match="nextLink"):
+        await arm.subscriptions()
+    assert len(session.sent) == 2
 
 
 async def test_no_owner_role_puts_azure_on_the_checklist(make_world: MakeWorld) -> None:

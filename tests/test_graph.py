@@ -12,7 +12,8 @@ import aiohttp
 import pytest
 
 from bot.config import TenantSettings
-from bot.microsoft.graph import BatchRequest, Graph, GraphError
+from bot.microsoft.graph import BatchRequest, Graph, GraphError, Response
+from bot.microsoft.pacing import WritePacer
 from bot.microsoft.tokens import MsalTokens, TokenError
 from simulator.microsoft.server import MicrosoftSimulator, SimTenant
 
@@ -156,3 +157,110 @@ async def test_wrong_secret_is_a_clear_token_error(env: Env, tmp_path: Path) -> 
         bad.close()
     assert "invalid_client" in str(info.value)
     assert "not-the-secret" not in str(info.value)
+
+
+async def test_throttled_sub_requests_do_not_spend_attempts(env: Env) -> None:
+    """Thirty 429s in a row on one sub-request, with max_attempts 3, still end in its delete:
+    a 429 is not a failure."""
+    env.graph.max_attempts = 3
+    env.graph.pacer = WritePacer(((3000, 0.15),))  # compressed 1000x: its floor is 200/s
+    env.sim.faults.throttle(30, path_prefix="/v1.0/users/", method="DELETE", retry_after=0.001)
+    path = user_paths(env, 1)[0]
+    results = await env.graph.batch([BatchRequest("1", "DELETE", path)])
+    assert results["1"].status == 204
+    assert env.graph.throttled == 30
+
+
+async def test_real_errors_still_spend_attempts(env: Env) -> None:
+    """A sub-request answered 503 every time is returned as it is after max_attempts tries."""
+    env.graph.max_attempts = 3
+    env.sim.faults.error(503, 50, path_prefix="/v1.0/users/", method="DELETE")
+    path = user_paths(env, 1)[0]
+    results = await env.graph.batch([BatchRequest("1", "DELETE", path)])
+    assert results["1"].status == 503
+    subs = [r for r in env.sim.requests if r.batch and r.method == "DELETE"]
+    assert len(subs) == 3
+
+
+async def test_nothing_admitted_for_the_bound_is_a_clear_error(env: Env) -> None:
+    """When every answer is a 429 for give_up_after, the GraphError says Microsoft admitted
+    nothing for that long, for the thread."""
+    env.graph.give_up_after = 0.3
+    env.graph.pacer = WritePacer(((3000, 0.15),))  # compressed 1000x: its floor is 200/s
+    env.sim.faults.throttle(10**6, path_prefix="/v1.0/users/", method="DELETE", retry_after=0.02)
+    path = user_paths(env, 1)[0]
+    with pytest.raises(GraphError) as info:
+        await env.graph.batch([BatchRequest("1", "DELETE", path)])
+    assert info.value.code == "throttledTooLong"
+    assert "admitted none" in str(info.value) and "gives up" in str(info.value)
+
+
+async def test_whole_request_429s_do_not_spend_attempts(env: Env) -> None:
+    """Ten 429s on a single DELETE, with max_attempts 2, still end in the delete, and the pacer
+    learns from them."""
+    env.graph.max_attempts = 2
+    env.graph.pacer = WritePacer(((3000, 0.15),))  # compressed 1000x
+    env.sim.faults.throttle(10, path_prefix="/v1.0/users/", method="DELETE", retry_after=0.001)
+    path = user_paths(env, 1)[0]
+    resp = await env.graph.request("DELETE", path)
+    assert resp.status == 204
+    assert env.graph.pacer.learned_rate() < 20000.0
+
+
+async def test_a_tenth_of_the_budget_finishes_and_is_learned() -> None:
+    """With the simulator enforcing a tenth of the documented write budget (a token bucket,
+    time compressed 100x), deleting 700 users finishes with every delete done, and the learned
+    rate ends near the enforced 200 writes/s."""
+    sim = MicrosoftSimulator(time_scale=100.0, retry_after=0.01)
+    tenant = sim.add_tenant(name="contoso", users=701)
+    policy = sim.throttler.policy(tenant)
+    policy.model, policy.app = "bucket", (300, 1.5)
+    await sim.start()
+    tokens = MsalTokens(settings_for(sim, tenant, tenant.client_secret), ca_bundle=sim.ca_file)
+    try:
+        async with aiohttp.ClientSession() as session:
+            pacer = WritePacer(((3000, 1.5),), ca_interval=0.01)
+            graph = Graph(
+                session,
+                graph_url=sim.base_url,
+                tokens=tokens,
+                ssl_context=ssl.create_default_context(cafile=sim.ca_file),
+                backoff_base=0.01,
+                max_attempts=2,
+                pacer=pacer,
+            )
+            env = Env(sim, tenant, graph, tokens)
+            paths = user_paths(env, 700)
+            results = await graph.batch(
+                [BatchRequest(str(i), "DELETE", p) for i, p in enumerate(paths)]
+            )
+    finally:
+        tokens.close()
+        await sim.stop()
+    assert {r.status for r in results.values()} == {204}
+    assert len(tenant.users) == 1
+    assert 100.0 <= pacer.learned_rate() <= 300.0
+
+
+async def test_next_link_to_another_host_or_http_is_refused(env: Env) -> None:
+    """An @odata.nextLink to another host, or to the Graph host over http, is a GraphError and
+    no request (so no token) goes there."""
+    host = env.sim.base_url.split("://", 1)[1]
+    for link in (
+        "https://graph.example.net/v1.0/users?$skiptoken=x",
+        f"http://{host}/v1.0/users?$skiptoken=x",
+    ):
+        with pytest.raises(GraphError) as info:
+            env.graph.url(link)
+        assert info.value.code == "foreignLink"
+    sent: list[str] = []
+
+    async def page(method: str, url: str, body: object, force_refresh: bool) -> Response:
+        sent.append(url)
+        return Response(200, {"value": [{"id": "1"}], "@odata.nextLink": "https://evil.test/x"})
+
+    env.graph._send = page  # type: ignore[method-assign]
+    with pytest.raises(GraphError) as info:
+        await env.graph.get_all("/users")
+    assert info.value.code == "foreignLink" and "evil.test" in str(info.value)
+    assert len(sent) == 1 and sent[0].startswith(env.sim.base_url)

@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import socket
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Mapping
 
 import pytest
+from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -290,3 +292,102 @@ def test_version_is_printed() -> None:
     assert result.returncode == 0
     assert result.stdout.strip() == f"close-account-bot {version('close-account-bot')}"
     assert result.stderr == ""
+
+
+# --- found by review: what a first run gets wrong ------------------------------------------
+
+
+async def plain_text_server(status: int) -> tuple[web.AppRunner, str]:
+    """An HTTP server answering every request with `status` in plain text, as a proxy's error
+    page or a wrong URL does (not Slack's JSON)."""
+
+    async def answer(_: web.Request) -> web.Response:
+        return web.Response(status=status, text="upstream connect error or disconnect")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    return runner, f"http://127.0.0.1:{port}/api/"
+
+
+async def test_a_slack_url_answering_plain_text_is_one_line(make_world: MakeWorld) -> None:
+    """An api_url that answers 404 in plain text (not Slack's JSON) is one line naming the URL,
+    exit 2, for run; check fails the Slack line and still checks the tenant."""
+    world = await make_world(start=False)
+    runner, url = await plain_text_server(404)
+    try:
+        set_config(world, world.slack.api_url, url)
+        line = one_line(await cli("run", "--config", str(world.config_path), env=run_env(world)), 2)
+        assert url in line and "HTTP 404" in line and "api_url" in line
+        result = await cli("check", "--config", str(world.config_path), env=run_env(world))
+    finally:
+        await runner.cleanup()
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("slack") and "http_404" in line for line in lines), lines
+    assert any(line.startswith("contoso") and "ok" in line.split() for line in lines), lines
+
+
+async def test_a_database_directory_the_bot_cannot_write_is_one_line(
+    make_world: MakeWorld,
+) -> None:
+    """A storage path where the lock file cannot be created is one line naming the directory and
+    the fix, exit 2, not a traceback."""
+    world = await make_world(start=False)
+    set_config(world, str(world.directory / "close-account.db"), "/proc/close-account.db")
+    line = one_line(await cli("run", "--config", str(world.config_path), env=run_env(world)), 2)
+    assert "storage.path" in line and "/proc" in line and "writable" in line
+
+
+async def test_a_corrupt_database_is_one_line_for_run_audit_and_check(
+    make_world: MakeWorld,
+) -> None:
+    """A database file that is not SQLite is one line for run and audit (exit 2) and a failed
+    storage line for check."""
+    world = await make_world(start=False)
+    (world.directory / "close-account.db").write_bytes(b"garbage, not a database" * 100)
+    env = run_env(world)
+    line = one_line(await cli("run", "--config", str(world.config_path), env=env), 2)
+    assert "storage.path" in line and "backup" in line
+    audit = ("audit", "--config", str(world.config_path), "--tenant", "contoso")
+    assert "storage.path" in one_line(await cli(*audit, env=env), 2)
+    result = await cli("check", "--config", str(world.config_path), env=env)
+    storage = [line for line in result.stdout.splitlines() if line.startswith("storage")]
+    assert storage and "FAIL" in storage[0] and "not a SQLite database" in storage[0]
+
+
+async def test_a_ca_file_that_is_not_a_certificate_is_one_line(make_world: MakeWorld) -> None:
+    """[tls] ca_file holding something else is a config error naming the key, exit 2, for run and
+    check alike."""
+    world = await make_world(start=False)
+    bad = world.directory / "not-a-ca.pem"
+    bad.write_text("-----BEGIN CERTIFICATE-----\nbm90\n-----END CERTIFICATE-----\n")
+    set_config(world, str(world.microsoft.ca_file), str(bad))
+    for command in ("run", "check"):
+        result = await cli(command, "--config", str(world.config_path), env=run_env(world))
+        assert "tls.ca_file" in one_line(result, 2)
+
+
+async def test_audit_writes_nothing_to_the_database(make_world: MakeWorld) -> None:
+    """audit reads only: no migration, no journal-mode switch, the database file's bytes
+    unchanged (safe beside a bot of another version and on a read-only backup copy)."""
+    world = await make_world(start=False)
+    await world.start_bot()
+    await world.command("contoso")
+    await world.wait_request("delete_users")
+    await world.stop_bot()
+    db = world.directory / "close-account.db"
+    # A copy in rollback-journal mode: opening it the way `run` does would switch it to WAL (and
+    # migrate it), which changes the file's header.
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA journal_mode=DELETE")
+    conn.close()
+    before = db.read_bytes()
+    args = ("audit", "--config", str(world.config_path), "--tenant", "contoso", "--format", "csv")
+    result = await cli(*args, env=run_env(world))
+    assert result.returncode == 0 and "plan" in result.stdout, result.stderr
+    assert db.read_bytes() == before

@@ -2,6 +2,13 @@
 
 Azure subscriptions are not in Graph's `directory/subscriptions`; ARM is its own resource with
 its own token scope (`{arm_url}/.default`), and the app needs a role (Owner) on each one.
+
+The subscription list is pageable: Azure/azure-rest-api-specs,
+specification/resources/resource-manager/Microsoft.Resources/stable/2022-12-01/subscriptions.json,
+`Subscriptions_List` has `x-ms-pageable: {nextLinkName: nextLink}` and `SubscriptionListResult`
+carries `nextLink`, "The URL to get the next set of results" (absolute; empty or absent on the
+last page). It is followed only on the configured ARM host and path over HTTPS, since each request
+carries the ARM token.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -40,13 +48,34 @@ class Arm:
     backoff_base: float = 1.0
     sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep)
 
+    def url(self, path: str) -> str:
+        """The absolute URL of `path`; an absolute URL (a nextLink) only under the configured ARM
+        URL over HTTPS, as it would carry the ARM token: else an ArmError, nothing sent."""
+        if "://" not in path:
+            return f"{self.arm_url}{path}"
+        own, link = urlsplit(self.arm_url), urlsplit(path)
+        prefix = own.path.rstrip("/")
+        if (
+            link.scheme != "https"
+            or link.netloc.lower() != own.netloc.lower()
+            or not (link.path == prefix or link.path.startswith(prefix + "/"))
+        ):
+            raise ArmError(
+                0,
+                "foreignLink",
+                f"refusing to send the ARM token to {link.scheme}://{link.netloc}{link.path}:"
+                f" only {self.arm_url} is this tenant's Azure Resource Manager",
+            )
+        return path
+
     async def _call(self, method: str, path: str) -> dict[str, Any]:
         scopes = [f"{self.arm_url}/.default"]
+        url = self.url(path)
         for attempt in range(self.max_attempts):
             token = await self.tokens.token(scopes=scopes)
             async with self.session.request(
                 method,
-                f"{self.arm_url}{path}",
+                url,
                 headers={"Authorization": f"Bearer {token}"},
                 ssl=self.ssl_context if self.ssl_context is not None else True,
             ) as resp:
@@ -68,8 +97,21 @@ class Arm:
         raise ArmError(0, "retriesExhausted", path)
 
     async def subscriptions(self) -> list[dict[str, Any]]:
-        body = await self._call("GET", f"/subscriptions?api-version={LIST_API}")
-        return list(body.get("value", []))
+        """Every subscription the app can see, following `nextLink` to the last page."""
+        items: list[dict[str, Any]] = []
+        next_path: str | None = f"/subscriptions?api-version={LIST_API}"
+        seen: set[str] = set()
+        while next_path:
+            seen.add(next_path)
+            body = await self._call("GET", next_path)
+            value = body.get("value", [])
+            if isinstance(value, list):
+                items.extend(v for v in value if isinstance(v, dict))
+            link = body.get("nextLink")
+            next_path = link if isinstance(link, str) and link else None
+            if next_path in seen:
+                raise ArmError(0, "nextLinkLoop", "ARM answered the same nextLink twice")
+        return items
 
     async def cancel(self, subscription_id: str) -> None:
         await self._call(

@@ -1,82 +1,52 @@
-"""A small Microsoft Graph client: paging, JSON $batch, Retry-After, bounded retries."""
+"""A small Microsoft Graph client: paging, JSON $batch, Retry-After, bounded retries.
+
+A 429 is not a failure: throttled work waits for Retry-After (and the pacer learns from it)
+and goes on, without using up an attempt. Only real errors spend attempts; throttling fails a
+call only after GIVE_UP_AFTER of 429s with nothing admitted.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
-import random
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
+from bot.microsoft.graph_shapes import MAX_BACKOFF as MAX_BACKOFF
+from bot.microsoft.graph_shapes import BatchRequest as BatchRequest
+from bot.microsoft.graph_shapes import GraphError as GraphError
+from bot.microsoft.graph_shapes import Response as Response
+from bot.microsoft.graph_shapes import TokenSource as TokenSource
+from bot.microsoft.graph_shapes import error_of as error_of
+from bot.microsoft.graph_shapes import retry_after as retry_after
 from bot.microsoft.pacing import WritePacer
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 MAX_BATCH = 20
+# Throttling fails a call only after this long with every answer a 429 and nothing admitted:
+# 30 minutes is twelve of Microsoft's 150 s write windows, ten times the longest wait its own
+# 5-minute tenant budget can impose, so a budget that still admits nothing is not one that
+# refills (the tenant is blocked, or another app spends everything), and a person should know.
+GIVE_UP_AFTER = 30 * 60.0
 log = logging.getLogger("close_account_bot.graph")
 
 
-class TokenSource(Protocol):
-    async def token(self, force_refresh: bool = False) -> str: ...
-
-
-class GraphError(Exception):
-    """A Graph call that failed for good: status, Graph's error code and message, the path."""
-
-    def __init__(self, status: int, code: str, message: str, path: str) -> None:
-        super().__init__(f"{status} {code}: {message} ({path})")
-        self.status = status
-        self.code = code
-        self.message = message
-        self.path = path
-
-
-@dataclass(frozen=True)
-class Response:
-    status: int
-    body: dict[str, Any]
-    headers: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.status < 300
-
-    def error_text(self) -> str:
-        """'403 Authorization_RequestDenied: message' as Graph reported it, or the status."""
-        error = self.body.get("error") if isinstance(self.body, dict) else None
-        if isinstance(error, dict):
-            return f"{self.status} {error.get('code', '')}: {error.get('message', '')}"
-        return str(self.status)
-
-
-@dataclass(frozen=True)
-class BatchRequest:
-    id: str
-    method: str
-    url: str  # relative, like "/users/{id}"
-    body: dict[str, Any] | None = None
-
-
-def error_of(status: int, body: dict[str, Any], path: str) -> GraphError:
-    error = body.get("error") if isinstance(body, dict) else None
-    if isinstance(error, dict):
-        return GraphError(status, str(error.get("code", "")), str(error.get("message", "")), path)
-    return GraphError(status, "", str(body)[:200], path)
-
-
-def retry_after(headers: dict[str, str], attempt: int, base: float) -> float:
-    """Seconds to wait: Retry-After when Microsoft gives it, else exponential with jitter."""
-    for name, value in headers.items():
-        if name.lower() == "retry-after":
-            try:
-                return max(0.0, float(value))
-            except ValueError:
-                break
-    return float(base * (2**attempt) * (0.5 + random.random() / 2))
+def throttled_too_long(path: str, seconds: float, throttled: int) -> GraphError:
+    """The error a step fails with when Microsoft admitted nothing for GIVE_UP_AFTER."""
+    return GraphError(
+        429,
+        "throttledTooLong",
+        f"Microsoft answered 429 to every write for {seconds / 60:.0f} min ({throttled} times)"
+        " and admitted none; the bot gives up after that bound, the budget is not refilling"
+        " (another app may be spending all of it); retry the step later",
+        path,
+    )
 
 
 class Graph:
@@ -95,6 +65,8 @@ class Graph:
         on_request: Callable[[str, str, int], None] | None = None,
         pacer: WritePacer | None = None,
         name: str = "",
+        give_up_after: float = GIVE_UP_AFTER,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.session = session
         self.name = name  # the tenant's configured name, for the logs
@@ -106,11 +78,24 @@ class Graph:
         self.sleep = sleep
         self.on_request = on_request
         self.pacer = pacer or WritePacer(sleep=sleep)
+        self.give_up_after = give_up_after
+        self.clock = clock
         self.throttled = 0  # 429 answers seen (whole requests and $batch sub-requests)
         self.sent = 0  # requests sent (whole requests and $batch sub-requests)
 
     def url(self, path: str, beta: bool = False) -> str:
-        if path.startswith("https://") or path.startswith("http://"):
+        """The absolute URL of `path`; an absolute URL only on the configured Graph host over
+        HTTPS (an @odata.nextLink elsewhere would carry the token there): else a GraphError."""
+        if "://" in path:
+            own, link = urlsplit(self.graph_url), urlsplit(path)
+            if link.scheme != "https" or link.netloc.lower() != own.netloc.lower():
+                raise GraphError(
+                    0,
+                    "foreignLink",
+                    f"refusing to send the Graph token to {link.scheme}://{link.netloc}:"
+                    f" only https://{own.netloc} is this tenant's Graph",
+                    path.split("?")[0],
+                )
             return path
         return f"{self.graph_url}/{'beta' if beta else 'v1.0'}{path}"
 
@@ -145,12 +130,14 @@ class Graph:
         beta: bool = False,
         ok_statuses: Sequence[int] = (),
     ) -> Response:
-        """One call with retries for 429/5xx/dropped connections and one token refresh on 401."""
+        """One call with retries for 5xx/dropped connections (bounded), 429s (until
+        GIVE_UP_AFTER with nothing admitted) and one token refresh on 401."""
         url = self.url(path, beta)
         refreshed = False
-        attempt = 0
+        attempt = 0  # real failures only: a 429 is not one
         write = method != "GET" and not path.endswith("/$batch")  # a $batch is summed up whole
-        tries = throttled = 0
+        tries = throttled = streak = 0
+        since: float | None = None  # when this call's run of 429s began
         while True:
             await self._pace(method, path, 1)
             try:
@@ -171,6 +158,24 @@ class Graph:
                 self.on_request(method, path, resp.status)
             if method != "GET":
                 self.pacer.observe(resp.headers)
+            if resp.status == 429:
+                self.throttled += 1
+                throttled += 1
+                now = self.clock()
+                since = now if since is None else since
+                if now - since >= self.give_up_after:
+                    if write:
+                        self._summary(method, path, sent=tries, throttled=throttled, failed=1)
+                    raise throttled_too_long(path, now - since, throttled)
+                wait = retry_after(resp.headers, streak, self.backoff_base)
+                streak += 1
+                if method != "GET":
+                    self.pacer.throttled(wait)
+                await self.sleep(wait)
+                continue
+            since, streak = None, 0
+            if write and resp.status < 500:
+                self.pacer.admitted(1)
             if resp.ok or resp.status in ok_statuses:
                 if write:
                     self._summary(method, path, sent=tries, throttled=throttled, ok=1)
@@ -180,13 +185,7 @@ class Graph:
                 await self.tokens.token(force_refresh=True)
                 continue
             if resp.status in RETRYABLE_STATUS and attempt + 1 < self.max_attempts:
-                wait = retry_after(resp.headers, attempt, self.backoff_base)
-                if resp.status == 429:
-                    self.throttled += 1
-                    throttled += 1
-                    if method != "GET":
-                        self.pacer.pause(wait)
-                await self.sleep(wait)
+                await self.sleep(retry_after(resp.headers, attempt, self.backoff_base))
                 attempt += 1
                 continue
             if write:
@@ -240,14 +239,15 @@ class Graph:
         return (await self.request("GET", path, beta=beta)).body
 
     async def get_all(self, path: str, *, beta: bool = False) -> list[dict[str, Any]]:
-        """Every item of a collection, following @odata.nextLink (an absolute URL) to the end."""
+        """Every item of a collection, following @odata.nextLink (an absolute URL) to the end,
+        on the configured Graph host over HTTPS only (see `url`)."""
         items: list[dict[str, Any]] = []
         next_url: str | None = self.url(path, beta)
         while next_url:
             body = (await self.request("GET", next_url)).body
             items.extend(body.get("value", []))
             link = body.get("@odata.nextLink")
-            next_url = str(link) if link else None
+            next_url = self.url(str(link)) if link else None
         return items
 
     async def patch(self, path: str, body: dict[str, Any], *, beta: bool = False) -> Response:
@@ -262,15 +262,19 @@ class Graph:
     ) -> dict[str, Response]:
         """Send in $batch chunks of 20; retry each throttled or failed sub-request on its own.
 
-        Returns the final response for every request id. Sub-requests that still fail after
-        the bounded attempts are returned as they are, for the caller to report.
+        Returns the final response for every request id. A throttled sub-request waits for the
+        longest Retry-After of its batch (the pacer learns from it) and goes again without
+        spending an attempt; one that still fails for a real reason after the bounded attempts
+        is returned as it is, for the caller to report. If Microsoft admits none of them for
+        GIVE_UP_AFTER, a GraphError "throttledTooLong" says so.
         """
         results: dict[str, Response] = {}
         for start in range(0, len(requests), MAX_BATCH):
             pending = list(requests[start : start + MAX_BATCH])
-            chunk = {r.id for r in pending}
             tally = {"sent": 0, "throttled": 0}
-            attempt = 0
+            attempts: dict[str, int] = {}  # real failures per sub-request; 429s not counted
+            streak = 0  # rounds in a row with a 429, for backoff without Retry-After
+            since: float | None = None  # when this chunk's run of nothing-but-429s began
             while pending:
                 envelope = {
                     "requests": [
@@ -291,7 +295,8 @@ class Graph:
                 outer = await self.request("POST", "/$batch", body=envelope, beta=beta)
                 by_id = {str(r.get("id")): r for r in outer.body.get("responses", [])}
                 retry: list[BatchRequest] = []
-                wait = 0.0
+                wait = throttle_wait = 0.0
+                admitted = 0
                 for req in pending:
                     sub = by_id.get(req.id) or {"status": 503}
                     status = int(sub.get("status", 0))
@@ -304,29 +309,59 @@ class Graph:
                         self.pacer.observe(headers)
                     if self.on_request is not None:
                         self.on_request(req.method, req.url, status)
-                    if status in RETRYABLE_STATUS and attempt + 1 < self.max_attempts:
+                    if status == 429:
+                        self.throttled += 1
+                        tally["throttled"] += 1
                         retry.append(req)
-                        wait = max(wait, retry_after(headers, attempt, self.backoff_base))
-                        if status == 429:
-                            self.throttled += 1
-                            tally["throttled"] += 1
-                            self.pacer.pause(wait)
+                        throttle_wait = max(
+                            throttle_wait, retry_after(headers, streak, self.backoff_base)
+                        )
+                        continue
+                    if req.method != "GET" and status < 500:
+                        admitted += 1
+                    tried = attempts[req.id] = attempts.get(req.id, 0) + 1
+                    if status in RETRYABLE_STATUS and tried < self.max_attempts:
+                        retry.append(req)
+                        wait = max(wait, retry_after(headers, tried - 1, self.backoff_base))
                         continue
                     results[req.id] = resp
+                self.pacer.admitted(admitted)
+                if throttle_wait and not admitted:
+                    now = self.clock()
+                    since = now if since is None else since
+                    if now - since >= self.give_up_after:
+                        self._chunk_summary(requests[start : start + MAX_BATCH], results, tally)
+                        raise throttled_too_long("/$batch", now - since, tally["throttled"])
+                else:
+                    since = None
+                if throttle_wait:
+                    streak += 1
+                    self.pacer.throttled(throttle_wait)
+                else:
+                    streak = 0
                 if retry:
-                    attempt += 1
-                    await self.sleep(wait)
+                    await self.sleep(max(wait, throttle_wait))
                 pending = retry
-            writes = sorted({r.method for r in requests[start : start + MAX_BATCH]} - {"GET"})
-            if writes:
-                done = [results[i] for i in chunk]
-                ok = sum(r.ok or r.status in ok_statuses for r in done)
-                self._summary(
-                    "/".join(writes),
-                    f"$batch of {len(chunk)}",
-                    sent=tally["sent"],
-                    ok=ok,
-                    throttled=tally["throttled"],
-                    failed=len(done) - ok,
-                )
+            self._chunk_summary(requests[start : start + MAX_BATCH], results, tally, ok_statuses)
         return results
+
+    def _chunk_summary(
+        self,
+        chunk: Sequence[BatchRequest],
+        results: dict[str, Response],
+        tally: dict[str, int],
+        ok_statuses: Sequence[int] = (),
+    ) -> None:
+        writes = sorted({r.method for r in chunk} - {"GET"})
+        if not writes:
+            return
+        done = [results[r.id] for r in chunk if r.id in results]
+        ok = sum(r.ok or r.status in ok_statuses for r in done)
+        self._summary(
+            "/".join(writes),
+            f"$batch of {len(chunk)}",
+            sent=tally["sent"],
+            ok=ok,
+            throttled=tally["throttled"],
+            failed=len(chunk) - ok,
+        )

@@ -2,6 +2,12 @@
 
 Served under `{base}/arm` with its own token audience (`{base}/arm`), as ARM is its own resource
 in Entra: a Graph token is refused here and an ARM token on Graph.
+
+The subscription list is paged as ARM documents it (Azure/azure-rest-api-specs,
+specification/resources/resource-manager/Microsoft.Resources/stable/2022-12-01/subscriptions.json:
+`Subscriptions_List` is `x-ms-pageable` with `nextLinkName: nextLink`, and
+`SubscriptionListResult.nextLink` is "The URL to get the next set of results"). ARM does not
+document the page size; the simulator's is small (`AzureEstate.page_size`, 2) so tests page.
 """
 
 from __future__ import annotations
@@ -9,6 +15,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 ARM_RESOURCES = ("https://management.azure.com", "https://management.core.windows.net")
 LIST_API = "2020-01-01"
@@ -22,6 +29,7 @@ class AzureEstate:
 
     subscriptions: list[dict[str, Any]] = field(default_factory=list)
     app_is_owner: bool = True
+    page_size: int = 2
 
     def seed(self, tenant_id: str, count: int, seed: int) -> None:
         base = uuid.uuid5(uuid.NAMESPACE_URL, f"sim-azure:{tenant_id}:{seed}")
@@ -48,9 +56,14 @@ def arm_error(status: int, code: str, message: str) -> tuple[int, dict[str, Any]
 
 
 def handle(
-    estate: AzureEstate, method: str, segments: list[str], query: dict[str, str]
+    estate: AzureEstate,
+    method: str,
+    segments: list[str],
+    query: dict[str, str],
+    base: str = "https://management.azure.com",
 ) -> tuple[int, dict[str, Any]]:
-    """Answer an ARM request (path segments after /arm) as Azure Resource Manager does."""
+    """Answer an ARM request (path segments after /arm) as Azure Resource Manager does; `base`
+    is the ARM root the client used, for the absolute `nextLink`."""
     version = query.get("api-version")
     if not version:
         return arm_error(
@@ -60,7 +73,19 @@ def handle(
         )
     if method == "GET" and segments == ["subscriptions"]:
         visible = estate.subscriptions if estate.app_is_owner else []
-        return 200, {"value": visible, "count": {"type": "Total", "value": len(visible)}}
+        token = query.get("$skiptoken", "0")
+        if not token.isdigit() or int(token) > len(visible):
+            return arm_error(400, "InvalidSkipToken", f"The skip token '{token}' is invalid.")
+        start = int(token)
+        end = start + max(1, estate.page_size)
+        body: dict[str, Any] = {
+            "value": visible[start:end],
+            "count": {"type": "Total", "value": len(visible)},
+        }
+        if end < len(visible):
+            link_query = urlencode({"api-version": version, "$skiptoken": str(end)})
+            body["nextLink"] = f"{base}/subscriptions?{link_query}"
+        return 200, body
     if (
         method == "POST"
         and len(segments) == 5

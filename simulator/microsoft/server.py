@@ -297,7 +297,10 @@ class MicrosoftSimulator:
             body = {"error": {"code": "InvalidAuthenticationToken", "message": err.message}}
             return self._json(request, 401, body, None)
         segments = [s for s in request.match_info["tail"].split("/") if s]
-        status, body = azure_handle(tenant.azure, request.method, segments, dict(request.query))
+        arm_base = self._real_base(request) or f"{self.base_url}/arm"  # for nextLink
+        status, body = azure_handle(
+            tenant.azure, request.method, segments, dict(request.query), arm_base
+        )
         return self._json(request, status, body, tenant.tenant_id)
 
     def _real_base(self, request: web.Request) -> str | None:
