@@ -4,7 +4,6 @@ exit 2 for what the operator must fix and 1 for a service that did not answer.""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import socket
 import sqlite3
 import subprocess
@@ -13,13 +12,12 @@ from collections.abc import Mapping
 
 import pytest
 from aiohttp import web
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives import serialization
 
 from bot.world import World
 from simulator.tls import create_client_certificate
 from tests.conftest import MakeWorld
+from tests.test_certificates import expired_pem
 from tests.test_run_process import run_env, socket_mode_world
 
 
@@ -90,30 +88,10 @@ async def test_http_mode_without_a_signing_secret_is_one_line_exit_2(
     assert "SLACK_SIGNING_SECRET" in one_line(result, 2)
 
 
-def _self_signed(not_after: dt.datetime) -> tuple[bytes, bytes]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "close-account-bot")])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_after - dt.timedelta(days=400))
-        .not_valid_after(not_after)
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    return key_pem, cert.public_bytes(serialization.Encoding.PEM)
-
-
 def bad_certificates() -> dict[str, tuple[bytes, str]]:
     """Certificate files that cannot work, and the word the one line must contain."""
     key_pem, cert_pem = create_client_certificate()
     other_key, _ = create_client_certificate()
-    old_key, old_cert = _self_signed(dt.datetime.now(dt.UTC) - dt.timedelta(days=3))
     locked = serialization.load_pem_private_key(key_pem, None).private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -122,7 +100,7 @@ def bad_certificates() -> dict[str, tuple[bytes, str]]:
     return {
         "garbage": (b"this is not a certificate\n", "private key"),
         "key-less": (cert_pem, "no PEM private key"),
-        "expired": (old_key + old_cert, "expired"),
+        "expired": (expired_pem(), "expired"),
         "password-protected": (locked + cert_pem, "password"),
         "another certificate's key": (other_key + cert_pem, "does not belong"),
         "broken key": (
