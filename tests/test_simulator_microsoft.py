@@ -546,7 +546,8 @@ async def test_directory_deletion_checks_preconditions_then_the_tenant_is_gone(
     admin = f"{sim.base_url}/_sim/tenants/{tenant.tenant_id}"
     async with http.post(f"{admin}/delete") as resp:
         assert resp.status == 409
-        assert len((await resp.json())["reasons"]) == 4  # users, subscriptions, apps, SPs
+        # users, subscriptions, apps, SPs, an enterprise app that cannot be deleted (enabled)
+        assert len((await resp.json())["reasons"]) == 5
     others = [u for u in tenant.users if u != retained_id(tenant)]
     _, body = await graph.batch(deletes(others))
     assert {r["status"] for r in body["responses"]} == {204}
@@ -567,12 +568,18 @@ async def test_directory_deletion_checks_preconditions_then_the_tenant_is_gone(
             continue
         status, _, _ = await graph.call("DELETE", f"/servicePrincipals/{sp['id']}")
         microsoft = sp["appOwnerOrganizationId"] == MICROSOFT_TENANT_ID
-        assert status == (403 if microsoft else 204)
+        undeletable = sp["id"] in tenant.undeletable_sps
+        assert status == (403 if microsoft or undeletable else 204)
+        if undeletable:  # disabled instead (directory-delete-howto.md)
+            patch = {"accountEnabled": False}
+            assert (await graph.call("PATCH", f"/servicePrincipals/{sp['id']}", patch))[0] == 204
     _, _, apps = await graph.call("GET", "/applications")
     bot_app = next(a["id"] for a in apps["value"] if a["appId"] == tenant.client_id)
     for app in apps["value"]:
         if app["id"] != bot_app:
             assert (await graph.call("DELETE", f"/applications/{app['id']}"))[0] == 204
+            purge = f"/directory/deletedItems/{app['id']}"
+            assert (await graph.call("DELETE", purge))[0] == 204
     with pytest.raises(SimError) as refused:
         tenant.delete_tenant()
     assert len(refused.value.reasons) == 2  # the bot's app and its service principal
@@ -582,6 +589,10 @@ async def test_directory_deletion_checks_preconditions_then_the_tenant_is_gone(
     status, body = await token_for(sim, http, tenant)
     assert status == 400 and body["error_codes"] == [700016]
     assert (await openid(sim, http, tenant.tenant_id))[0] == 200
+    async with http.post(f"{admin}/delete") as resp:
+        assert resp.status == 409  # the bot's deleted application is still in the recycle bin
+    async with http.post(f"{admin}/purge-application", json={"id": bot_app}) as resp:
+        assert resp.status == 200
     async with http.post(f"{admin}/delete") as resp:
         assert resp.status == 200 and (await resp.json())["deleted"] is True
     status, body = await openid(sim, http, tenant.tenant_id)

@@ -183,7 +183,9 @@ class Authority:
             )
         client_id = form["client_id"]
         app = next((a for a in tenant.applications.values() if a["appId"] == client_id), None)
-        if app is None:
+        # A multi-tenant app is registered in another tenant: here only its service principal.
+        foreign = client_id == tenant.client_id and tenant.app_home_tenant_id is not None
+        if app is None and not (foreign and tenant.bot_service_principal is not None):
             return aad_error(
                 400,
                 "unauthorized_client",

@@ -54,6 +54,11 @@ _TABLE: list[tuple[str, frozenset[str], dict[str, Handler]]] = [
     ("directory/deletedItems", _BOTH, {"GET": directory.deleted_items_uncast}),
     ("directory/deletedItems/microsoft.graph.user", _BOTH, {"GET": directory.list_deleted}),
     (
+        "directory/deletedItems/microsoft.graph.application",
+        _BOTH,
+        {"GET": directory.list_deleted_apps},
+    ),
+    (
         "directory/deletedItems/{id}",
         _BOTH,
         {"GET": directory.get_deleted, "DELETE": directory.purge_deleted},
@@ -62,7 +67,15 @@ _TABLE: list[tuple[str, frozenset[str], dict[str, Handler]]] = [
     ("applications", _BOTH, {"GET": directory.list_apps}),
     ("applications/{id}", _BOTH, {"GET": directory.get_app, "DELETE": directory.delete_app}),
     ("servicePrincipals", _BOTH, {"GET": directory.list_apps}),
-    ("servicePrincipals/{id}", _BOTH, {"GET": directory.get_app, "DELETE": directory.delete_app}),
+    (
+        "servicePrincipals/{id}",
+        _BOTH,
+        {
+            "GET": directory.get_app,
+            "DELETE": directory.delete_app,
+            "PATCH": directory.patch_service_principal,
+        },
+    ),
     ("domains", _BOTH, {"GET": settings.domains}),
     ("domains/{id}", _BOTH, {"GET": settings.domains}),
 ]

@@ -16,6 +16,11 @@ from simulator.microsoft.azure import AzureEstate
 from simulator.microsoft.partner_center import PartnerCenterBook
 
 MICROSOFT_TENANT_ID = "f8cdef31-a31e-4b4a-93e4-5f571e91255a"
+# Microsoft's corporate tenant, which owns many first-party apps; some of their enterprise
+# applications cannot be deleted and block the tenant's deletion until disabled
+# (MicrosoftDocs/entra-docs docs/identity/users/directory-delete-howto.md, "Remove enterprise
+# apps that you can't delete": `accountEnabled: false`).
+MICROSOFT_CORP_TENANT_ID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 GLOBAL_ADMINISTRATOR = "62e90394-69f5-4237-9190-012177145e10"
 ROLE_IDS: dict[str, str] = {
     "Global Administrator": GLOBAL_ADMINISTRATOR,
@@ -85,6 +90,7 @@ class SimTenant:
         subscriptions: list[dict[str, Any]] | None,
         clock: Callable[[], float],
         time_scale: float,
+        app_home_tenant_id: str | None = None,
     ) -> None:
         self.name = name
         self.tenant_id = tenant_id
@@ -127,6 +133,15 @@ class SimTenant:
         self.applications: dict[str, dict[str, Any]] = {}
         self.service_principals: dict[str, dict[str, Any]] = {}
         self.domains: list[dict[str, Any]] = []
+        # Deleted app registrations stay in the recycle bin until purged (or 30 days):
+        # microsoftgraph/microsoft-graph-docs-contrib api-reference/v1.0/api/application-delete.md,
+        # listed by directory-deleteditems-list.md (microsoft.graph.application cast).
+        self.deleted_applications: dict[str, dict[str, Any]] = {}
+        # Service principals that answer 403 to DELETE but accept accountEnabled false.
+        self.undeletable_sps: set[str] = set()
+        # None: the bot's app is registered here (single-tenant). A tenant id: a multi-tenant app
+        # registered in that (partner's) tenant; only its service principal lives here.
+        self.app_home_tenant_id = app_home_tenant_id
         from simulator.microsoft.graph_seed import seed_tenant  # it builds on this module
 
         seed_tenant(
@@ -177,6 +192,9 @@ class SimTenant:
             expired.append(user_id)
         for user_id in expired:
             self.purge_user(user_id)
+        for app_id, app in list(self.deleted_applications.items()):
+            if now >= dt.datetime.fromisoformat(app["deletedDateTime"]) + SOFT_DELETE_RETENTION:
+                del self.deleted_applications[app_id]
 
     def guid(self) -> str:
         """A GUID from the tenant's seeded generator, so a seed gives the same tenant."""
@@ -299,11 +317,18 @@ class SimTenant:
         return user
 
     def delete_application(self, object_id: str) -> None:
-        """Delete an app registration; Microsoft removes its service principal with it."""
+        """Delete an app registration: it goes to the recycle bin (deleted items) with the same
+        id; Microsoft removes its service principal with it."""
         app = self.applications.pop(object_id)
+        app["deletedDateTime"] = iso(self.now())
+        self.deleted_applications[object_id] = app
         for sp_id, sp in list(self.service_principals.items()):
             if sp["appId"] == app["appId"]:
                 self.delete_service_principal(sp_id)
+
+    def purge_application(self, object_id: str) -> None:
+        """Permanently delete an app registration from the recycle bin."""
+        del self.deleted_applications[object_id]
 
     def delete_service_principal(self, object_id: str) -> None:
         del self.service_principals[object_id]
@@ -386,9 +411,27 @@ class SimTenant:
             for sp in self.service_principals.values()
             if sp["appOwnerOrganizationId"] != MICROSOFT_TENANT_ID
         ]
-        if sps:
-            names = ", ".join(sp["displayName"] for sp in sps)
-            reasons.append(f"{len(sps)} enterprise applications remain: {names}.")
+        deletable = [sp for sp in sps if sp["id"] not in self.undeletable_sps]
+        if deletable:
+            names = ", ".join(sp["displayName"] for sp in deletable)
+            reasons.append(f"{len(deletable)} enterprise applications remain: {names}.")
+        if self.deleted_applications:
+            names = ", ".join(a["displayName"] for a in self.deleted_applications.values())
+            reasons.append(
+                f"{len(self.deleted_applications)} deleted app registrations must be permanently"
+                f" deleted first: {names}."
+            )
+        enabled = [
+            sp
+            for sp_id, sp in self.service_principals.items()
+            if sp_id in self.undeletable_sps and sp["accountEnabled"]
+        ]
+        if enabled:
+            names = ", ".join(sp["displayName"] for sp in enabled)
+            reasons.append(
+                f"{len(enabled)} enterprise applications that cannot be deleted are still"
+                f" enabled (set accountEnabled to false): {names}."
+            )
         return reasons
 
     def delete_tenant(self) -> None:
@@ -425,6 +468,7 @@ class SimTenant:
             ],
             "subscription_counts": statuses,
             "applications": len(self.applications),
+            "deleted_applications": len(self.deleted_applications),
             "service_principals": len(self.service_principals),
             "microsoft_service_principals": microsoft_sps,
             "security_defaults_enabled": self.security_defaults_enabled,

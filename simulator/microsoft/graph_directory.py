@@ -131,6 +131,26 @@ def list_deleted(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphR
     return ok(body)
 
 
+def list_deleted_apps(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
+    """GET /directory/deletedItems/microsoft.graph.application (microsoftgraph/
+    microsoft-graph-docs-contrib api-reference/v1.0/api/directory-deleteditems-list.md)."""
+    if "$expand" in req.query:
+        raise bad_request("Unsupported query.", "Request_UnsupportedQuery")
+    items = apply_filter(
+        list(tenant.deleted_applications.values()),
+        req.query,
+        "application",
+        {"appId", "displayName", "id"},
+    )
+    body = page(
+        items,
+        req,
+        context="directoryObjects/microsoft.graph.application",
+        entity_type="application",
+    )
+    return ok(body)
+
+
 def _deleted_or_404(tenant: SimTenant, object_id: str) -> dict[str, Any]:
     user = tenant.deleted_users.get(object_id)
     if user is None:
@@ -152,8 +172,18 @@ def get_deleted(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphRe
 
 
 def purge_deleted(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
-    _deleted_or_404(tenant, req.segments[2])
-    tenant.purge_user(req.segments[2])
+    """DELETE /directory/deletedItems/{id}: a user or an application (directory-deleteditems-
+    delete.md; each kind's permission is checked here, the table allows either)."""
+    object_id = req.segments[2]
+    if object_id in tenant.deleted_applications:
+        if not {"Application.ReadWrite.All", "Application.ReadWrite.OwnedBy"} & caller.roles:
+            raise forbidden()
+        tenant.purge_application(object_id)
+        return no_content()
+    _deleted_or_404(tenant, object_id)
+    if not {"User.DeleteRestore.All", "User.ReadWrite.All"} & caller.roles:
+        raise forbidden()
+    tenant.purge_user(object_id)
     return no_content()
 
 
@@ -214,8 +244,35 @@ def delete_app(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphRes
     found = _app_or_404(tenant, req)
     if req.segments[0].lower() == "applications":
         tenant.delete_application(found["id"])
-    elif found["appOwnerOrganizationId"] == MICROSOFT_TENANT_ID:
+    elif (
+        found["appOwnerOrganizationId"] == MICROSOFT_TENANT_ID
+        or found["id"] in tenant.undeletable_sps
+    ):
         raise forbidden()
     else:
         tenant.delete_service_principal(found["id"])
+    return no_content()
+
+
+_SP_WRITABLE = frozenset({"accountEnabled", "appRoleAssignmentRequired", "displayName", "tags"})
+
+
+def patch_service_principal(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
+    """PATCH /servicePrincipals/{id}: 204 (microsoftgraph/microsoft-graph-docs-contrib
+    api-reference/v1.0/api/serviceprincipal-update.md); an enterprise application that cannot
+    be deleted can still be disabled with accountEnabled false (MicrosoftDocs/entra-docs
+    docs/identity/users/directory-delete-howto.md)."""
+    found = _app_or_404(tenant, req)
+    body = req.body
+    if not isinstance(body, dict) or not body:
+        raise bad_request("Empty Payload. JSON content expected.")
+    unknown = set(body) - _SP_WRITABLE
+    if unknown:
+        raise bad_request(
+            f"Property '{sorted(unknown)[0]}' does not exist on type"
+            " 'microsoft.graph.servicePrincipal'."
+        )
+    if "accountEnabled" in body and not isinstance(body["accountEnabled"], bool):
+        raise bad_request("Invalid value for property 'accountEnabled'.")
+    found.update(body)
     return no_content()

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from simulator.microsoft.graph_data import (
     GLOBAL_ADMINISTRATOR,
+    MICROSOFT_CORP_TENANT_ID,
     MICROSOFT_TENANT_ID,
     ROLE_IDS,
     SUBSCRIPTION_STATUSES,
@@ -285,6 +286,30 @@ def _add_sp(t: SimTenant, app_id: str, display: str, owner: str) -> dict[str, An
 
 
 def seed_apps(t: SimTenant, directory_roles: frozenset[str]) -> None:
+    if t.app_home_tenant_id is not None:
+        # Multi-tenant: registered in the partner's tenant, consented here (admin consent
+        # creates the service principal; microsoftgraph/microsoft-graph-docs-contrib
+        # api-reference/v1.0/resources/serviceprincipal.md, appOwnerOrganizationId: "the tenant
+        # ID where the application is registered").
+        _add_sp(t, t.client_id, "close-account-bot", t.app_home_tenant_id)
+    else:
+        _seed_bot_application(t)
+    sp = t.bot_service_principal
+    assert sp is not None
+    t.roles[sp["id"]] = {ROLE_IDS[role] for role in directory_roles}
+    add_app(t, "HR Portal")
+    add_app(t, "Expense Reports")
+    _add_sp(t, t.guid(), "Contoso Analytics (third party)", t.guid())
+    for app_id, display in _MICROSOFT_APPS:
+        _add_sp(t, app_id, display, MICROSOFT_TENANT_ID)
+    # An enterprise application that answers 403 to DELETE and blocks the tenant's deletion
+    # until disabled (MicrosoftDocs/entra-docs docs/identity/users/directory-delete-howto.md,
+    # "Remove enterprise apps that you can't delete").
+    blocking = _add_sp(t, t.guid(), "Microsoft Power BI Premium", MICROSOFT_CORP_TENANT_ID)
+    t.undeletable_sps.add(blocking["id"])
+
+
+def _seed_bot_application(t: SimTenant) -> None:
     bot = add_app(t, "close-account-bot", t.client_id)
     bot["passwordCredentials"] = [
         {
@@ -297,14 +322,6 @@ def seed_apps(t: SimTenant, directory_roles: frozenset[str]) -> None:
             "endDateTime": iso(t.epoch + dt.timedelta(days=365)),
         }
     ]
-    sp = t.bot_service_principal
-    assert sp is not None
-    t.roles[sp["id"]] = {ROLE_IDS[role] for role in directory_roles}
-    add_app(t, "HR Portal")
-    add_app(t, "Expense Reports")
-    _add_sp(t, t.guid(), "Contoso Analytics (third party)", t.guid())
-    for app_id, display in _MICROSOFT_APPS:
-        _add_sp(t, app_id, display, MICROSOFT_TENANT_ID)
 
 
 def seed_tenant(

@@ -197,12 +197,24 @@ TABLE: tuple[Permission, ...] = (
             "directory/deletedItems/{id}",
         )
     ),
-    # v1.0/api/directory-deleteditems-delete.md, users (the stored page still says "Not
-    # supported" for applications; whats-new-overview.md, Dec 2024: User.DeleteRestore.All)
+    # v1.0/api/directory-deleteditems-list.md: application | Application | Application.Read.All
+    # (least; the higher Application permissions read applications too).
+    Permission(
+        "GET",
+        "directory/deletedItems/microsoft.graph.application",
+        _APP_READ,
+        _DOCS + "v1.0/api/directory-deleteditems-list.md",
+        owned_only=("Application.ReadWrite.OwnedBy",),
+    ),
+    # v1.0/api/directory-deleteditems-delete.md: "For applications": Application |
+    # Application.ReadWrite.OwnedBy, Application.ReadWrite.All; users (the stored page says "Not
+    # supported"; whats-new-overview.md, Dec 2024: User.DeleteRestore.All least privileged).
+    # One path purges both kinds: the table asks for both, as the bot purges both;
+    # graph_directory.purge_deleted checks each kind's own permission too.
     Permission(
         "DELETE",
         "directory/deletedItems/{id}",
-        _USER_DELETE_RESTORE,
+        tuple(f"{user} + Application.ReadWrite.All" for user in _USER_DELETE_RESTORE),
         _DOCS + "v1.0/api/directory-deleteditems-delete.md",
     ),
     # v1.0/api/directory-deleteditems-restore.md, "For users": Application | User.ReadWrite.All;
@@ -256,6 +268,15 @@ TABLE: tuple[Permission, ...] = (
         "servicePrincipals/{id}",
         ("Application.ReadWrite.All",),
         _DOCS + "v1.0/api/serviceprincipal-delete.md",
+        owned_only=("Application.ReadWrite.OwnedBy",),
+    ),
+    # v1.0/includes/permissions/serviceprincipal-update-permissions.md: Application |
+    # Application.ReadWrite.OwnedBy | Application.ReadWrite.All, Directory.ReadWrite.All
+    Permission(
+        "PATCH",
+        "servicePrincipals/{id}",
+        ("Application.ReadWrite.All", "Directory.ReadWrite.All"),
+        _DOCS + "v1.0/api/serviceprincipal-update.md",
         owned_only=("Application.ReadWrite.OwnedBy",),
     ),
     # v1.0/api/domain-list.md (its include is not stored; the permissions reference's

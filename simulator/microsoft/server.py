@@ -122,6 +122,7 @@ class MicrosoftSimulator:
         client_certificate: bytes | None = None,
         azure_subscriptions: int = 0,
         app_is_azure_owner: bool = True,
+        app_home_tenant_id: str | None = None,
     ) -> SimTenant:
         """Create a tenant. `users` counts every active account, the retained admin included;
         `guests` (default a tenth) are among them. `client_certificate` (PEM) registers a
@@ -150,6 +151,7 @@ class MicrosoftSimulator:
             subscriptions=subscriptions,
             clock=self.clock,
             time_scale=self.time_scale,
+            app_home_tenant_id=app_home_tenant_id,
         )
         if tenant.tenant_id in self.tenants:
             raise ValueError(f"tenant {tenant.tenant_id} already exists")
@@ -395,6 +397,12 @@ class MicrosoftSimulator:
         try:
             if action == "delete":
                 tenant.delete_tenant()
+            elif action == "purge-application" and isinstance(body.get("id"), str):
+                # Entra admin center > App registrations > Deleted applications > Delete
+                # permanently (the bot cannot purge its own application: it has no access then).
+                if body["id"] not in tenant.deleted_applications:
+                    raise SimError(f"No deleted application {body['id']}.")
+                tenant.purge_application(body["id"])
             elif action == "sync" and isinstance(body.get("enabled"), bool):
                 tenant.set_sync(body["enabled"])
             elif action == "advance" and isinstance(body.get("seconds"), int | float):
