@@ -690,6 +690,8 @@ class CrashHarness:
                 elif step == "delete_disabled_subscriptions" and sub["status"] != "Deleted":
                     tenant.delete_subscription(sub["id"])
             if step == "delete_directory":
+                for app_id in list(tenant.deleted_applications):  # the bot's own, per checklist
+                    tenant.purge_application(app_id)
                 tenant.delete_tenant()
 
 

@@ -143,7 +143,20 @@ REQUIRED_ROLES: tuple[Need, ...] = (
         "directory/deletedItems/microsoft.graph.user",
         ("User.Read.All", "User.DeleteRestore.All", *_USER_READ[1:]),
     ),
-    Need(_STEP5, "purge deleted users", "DELETE", "directory/deletedItems/{id}", _DELETE_RESTORE),
+    Need(
+        _STEP5,
+        "list deleted applications",
+        "GET",
+        "directory/deletedItems/microsoft.graph.application",
+        _APP_READ,
+    ),
+    Need(
+        _STEP5,
+        "purge deleted users and applications",
+        "DELETE",
+        "directory/deletedItems/{id}",
+        tuple(f"{user} + Application.ReadWrite.All" for user in _DELETE_RESTORE),
+    ),
     Need(_STEP5, "list applications", "GET", "applications", _APP_READ),
     Need(_STEP5, "list service principals", "GET", "servicePrincipals", _APP_READ),
     Need(
@@ -155,6 +168,13 @@ REQUIRED_ROLES: tuple[Need, ...] = (
         "DELETE",
         "servicePrincipals/{id}",
         ("Application.ReadWrite.All",),
+    ),
+    Need(
+        _STEP5,
+        "disable service principals that cannot be deleted",
+        "PATCH",
+        "servicePrincipals/{id}",
+        ("Application.ReadWrite.All", "Directory.ReadWrite.All"),
     ),
     Need(
         _STEP5,

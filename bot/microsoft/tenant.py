@@ -144,3 +144,29 @@ async def azure_subscriptions(tenant: Tenant) -> tuple[list[dict[str, Any]], str
             " each Azure subscription, or cancel them yourself: Azure portal > Subscriptions >"
             " select > Cancel subscription."
         )
+
+
+@dataclass(frozen=True)
+class AppSetup:
+    """Where the bot's own app lives: registered in this tenant (single-tenant: its application
+    object, which takes its service principal with it), or in another (multi-tenant, as a
+    managed-service provider runs it: only its service principal is here)."""
+
+    application: dict[str, Any] | None  # the app registration, when it is in this tenant
+    service_principal: dict[str, Any] | None  # its enterprise application here
+    home_tenant_id: str | None  # the tenant the app is registered in (None: unknown)
+
+    @property
+    def multi_tenant(self) -> bool:
+        return self.application is None and self.service_principal is not None
+
+
+async def app_setup(tenant: Tenant) -> AppSetup:
+    """The bot's own application object and service principal in this tenant."""
+    own = tenant.settings.client_id
+    apps = await tenant.graph.get_all(f"/applications?$filter=appId eq '{own}'")
+    sps = await tenant.graph.get_all(f"/servicePrincipals?$filter=appId eq '{own}'")
+    app = apps[0] if apps else None
+    sp = sps[0] if sps else None
+    home = tenant.tenant_id if app is not None else (sp or {}).get("appOwnerOrganizationId")
+    return AppSetup(app, sp, str(home) if home else None)
