@@ -113,6 +113,13 @@ class Arm:
                 raise ArmError(0, "nextLinkLoop", "ARM answered the same nextLink twice")
         return items
 
+    async def blocking_subscriptions(self) -> list[dict[str, Any]]:
+        """Every Azure subscription not yet deleted: MicrosoftDocs/entra-docs,
+        docs/identity/users/directory-delete-howto.md, "Delete a tenant": an active *or
+        cancelled* Azure subscription blocks the directory's deletion until it is deleted or
+        transferred. A subscription ARM lists as "Deleted" (or no longer lists) does not block."""
+        return [s for s in await self.subscriptions() if str(s.get("state", "")) != "Deleted"]
+
     async def cancel(self, subscription_id: str) -> None:
         await self._call(
             "POST",
