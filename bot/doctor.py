@@ -11,6 +11,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import messages
 from bot.config import Settings
 from bot.microsoft import tenant as ms
 from bot.microsoft.graph import GraphError
@@ -148,6 +149,15 @@ async def check_tenant(tenant: ms.Tenant) -> list[Line]:
             )
         )
         lines.append(await _directory_role(tenant))
+        setup = await ms.app_setup(tenant)
+        lines.append(
+            Line(
+                name,
+                "app setup",
+                True,
+                messages.app_setup(setup.multi_tenant, setup.home_tenant_id),
+            )
+        )
         admins = await ms.global_admins(tenant)
         for upn in tenant.settings.retain:
             ok = upn.lower() in admins

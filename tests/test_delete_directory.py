@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from bot import messages
+from bot import doctor, messages
 from bot.microsoft import tenant as ms
 from bot.microsoft.steps import delete_directory as step5
 from bot.microsoft.steps.base import StepContext
@@ -114,6 +114,8 @@ async def test_single_tenant_execute_meets_microsofts_preconditions_own_app_last
     old = add_app(tenant, "Old Portal")
     tenant.delete_application(old["id"])  # already in the recycle bin
     ctx = await context(world, http)
+    line = next(ln for ln in await doctor.check_tenant(ctx.tenant) if ln.check == "app setup")
+    assert line.detail == "single-tenant (application in this tenant)"
     plan = await step5.STEP.plan(ctx)
     assert plan.blockers == ()
     assert [i.name for i in plan.of_kind("deleted_application")] == ["Old Portal"]
@@ -149,7 +151,9 @@ async def test_multi_tenant_app_removes_its_service_principal_last(
     ctx = await context(world, http)
     setup = await ms.app_setup(ctx.tenant)
     assert setup.multi_tenant and setup.home_tenant_id == PARTNER
-    assert PARTNER in messages.app_setup(setup.multi_tenant, setup.home_tenant_id)
+    lines = await doctor.check_tenant(ctx.tenant)
+    line = next(ln for ln in lines if ln.check == "app setup")
+    assert line.detail == messages.app_setup(True, PARTNER) and PARTNER in line.detail
     plan = await step5.STEP.plan(ctx)
     assert plan.blockers == ()
     assert plan.facts["app_setup"] == "multi-tenant"
