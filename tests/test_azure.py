@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,6 +17,8 @@ from bot.config import ConfigError, load_settings
 from bot.microsoft.azure import Arm, ArmError
 from bot.microsoft.tokens import MsalTokens
 from bot.world import APPROVERS
+from simulator.microsoft.azure import AzureEstate, AzureRefused
+from simulator.microsoft.azure import handle as azure_handle
 from tests.conftest import MakeWorld
 
 GUID = "8f0c1d2e-3a4b-5c6d-7e8f-9a0b1c2d3e4f"
@@ -255,3 +259,115 @@ client_id = "{GUID}"
     config.write_text(base + 'client_secret_env = "PARTNER_SECRET"\napi_urll = "x"\n')
     with pytest.raises(ConfigError, match="api_urll"):
         load_settings(config, {**env, "PARTNER_SECRET": "p"})
+
+
+def all_text(world: object) -> str:
+    return "\n".join(m.text for m in world.slack.messages)  # type: ignore[attr-defined]
+
+
+async def test_arm_refusing_to_cancel_a_subscription_with_resources_names_them(
+    make_world: MakeWorld,
+) -> None:
+    """ARM refuses to cancel a subscription that still holds resources (400
+    ResourcesExistingOnSubscription): the checklist names up to 20 of them, "and N more", and
+    offers the transfer; nothing speaks of a missing Owner role."""
+    world = await make_world(users=10, tenant={"azure_subscriptions": 1})
+    estate = world.tenant.azure
+    sid = estate.subscriptions[0]["subscriptionId"]
+    for n in range(23):
+        estate.add_resource(sid, f"store{n:02d}")
+    world.script_approvers()
+    await world.command(world.tenant.name)
+    await world.wait_state("cancel_subscriptions.waiting_external", timeout=30)
+    cancels = [r for r in world.microsoft.requests if r.method == "POST" and sid in r.path]
+    assert [r.status for r in cancels] == [400]
+    assert estate.subscriptions[0]["state"] == "Enabled"
+    checklist = next(m for m in world.slack.messages if "checklist" in m.text.split("\n")[0])
+    assert "store00 (Microsoft.Storage/storageAccounts)" in checklist.text
+    assert "store19" in checklist.text and "store20" not in checklist.text
+    assert "and 3 more" in checklist.text and "transfer" in checklist.text
+    assert "Owner role" not in all_text(world)
+
+
+async def test_arm_403_alone_speaks_of_the_owner_role() -> None:
+    """Arm.cancel turns ARM's answers into outcomes: 403 is refused with its status (the only
+    case the step asks for the Owner role), SubscriptionNotActive counts as cancelled."""
+    answers = [
+        (403, {"error": {"code": "AuthorizationFailed", "message": "no"}}),
+        (400, {"error": {"code": "SubscriptionNotActive", "message": "x"}}),
+    ]
+
+    class _ErrSession(_Session):
+        @asynccontextmanager
+        async def request(self, method: str, url: str, **kwargs: Any) -> AsyncIterator[_Resp]:
+            self.sent.append((url, method))
+            status, body = answers.pop(0)
+            resp = _Resp(body)
+            resp.status = status
+            yield resp
+
+    session = _ErrSession([])
+    arm = Arm(cast(aiohttp.ClientSession, session), ARM, cast(MsalTokens, _Tokens()))
+    result = await arm.cancel("s1")
+    assert (result.kind, result.status, result.code) == ("refused", 403, "AuthorizationFailed")
+    assert (await arm.cancel("s1")).kind == "cancelled"
+
+
+async def test_cancelled_azure_subscription_is_deleted_3_or_7_days_later(
+    make_world: MakeWorld,
+) -> None:
+    """Step 3 asks to delete each cancelled Azure subscription on or after the day Microsoft
+    allows it (3 days for pay-as-you-go, 7 for another offer), and is done only once ARM lists
+    them Deleted."""
+    world = await make_world(users=10, tenant={"azure_subscriptions": 2})
+    estate = world.tenant.azure
+    payg, other = (s["subscriptionId"] for s in estate.subscriptions)
+    estate.set_offer(other, "EnterpriseAgreement_2014-09-01")
+    world.script_approvers()
+    world.script_admin()
+    await world.command(world.tenant.name)
+    await world.wait_state("delete_disabled_subscriptions.waiting_external", timeout=60)
+    checklist = next(
+        m
+        for m in world.slack.messages
+        if "checklist" in m.text.split("\n")[0] and "Delete the Azure subscription" in m.text
+    )
+    for sid, days in ((payg, 3), (other, 7)):
+        line = next(x for x in checklist.text.split("\n") if sid in x)
+        match = re.search(r"on or after (\d{4}-\d\d-\d\d \d\d:\d\d) UTC", line)
+        assert match is not None and f"({days} days after cancelling)" in line
+        shown = dt.datetime.strptime(match.group(1), "%Y-%m-%d %H:%M").replace(tzinfo=dt.UTC)
+        allowed = estate.deletable_from(sid)
+        assert allowed is not None and abs((shown - allowed).total_seconds()) < 600
+    assert {s["state"] for s in estate.subscriptions} == {"Disabled"}  # too early to delete
+    world.tenant.advance(7 * 86400 + 60)
+    estate.delete(payg)
+    estate.delete(other)
+    await world.wait_state("disable_mfa.awaiting_approval", "disable_mfa.executing", timeout=60)
+    assert {s["state"] for s in estate.subscriptions} == {"Deleted"}
+
+
+async def test_deleting_an_azure_subscription_too_early_is_refused() -> None:
+    """The simulated portal refuses deletion before 3 (pay-as-you-go) or 7 days after
+    cancelling, and refuses an uncancelled subscription outright."""
+    clock = [dt.datetime(2024, 5, 1, tzinfo=dt.UTC)]
+    estate = AzureEstate(now=lambda: clock[0])
+    estate.seed("t", 2, 0)
+    a, b = (s["subscriptionId"] for s in estate.subscriptions)
+    estate.set_offer(b, "MSDN_2014-09-01")
+    with pytest.raises(AzureRefused):
+        estate.delete(a)
+    for sid in (a, b):
+        assert (
+            azure_handle(estate, "POST", _cancel_path(sid), {"api-version": "2021-10-01"})[0] == 200
+        )
+    clock[0] += dt.timedelta(days=3, seconds=1)
+    assert estate.delete(a)["state"] == "Deleted"
+    with pytest.raises(AzureRefused):
+        estate.delete(b)
+    clock[0] += dt.timedelta(days=4)
+    assert estate.delete(b)["state"] == "Deleted"
+
+
+def _cancel_path(sid: str) -> list[str]:
+    return ["subscriptions", sid, "providers", "Microsoft.Subscription", "cancel"]

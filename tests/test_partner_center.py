@@ -17,6 +17,7 @@ from bot.config import PartnerCenterSettings
 from bot.microsoft.partner import PartnerCenter, PartnerCenterRefused
 from bot.microsoft.tokens import MsalTokens
 from simulator.microsoft.server import MicrosoftSimulator, SimTenant
+from tests.conftest import MakeWorld
 
 
 @dataclass
@@ -200,3 +201,42 @@ async def test_a_subscription_another_partner_sold_is_refused(pc: Setup) -> None
     )
     assert (outcome.kind, outcome.code) == ("refused", "20002")
     assert direct["status"] == "Enabled"
+
+
+async def test_a_refused_cancellation_is_a_checklist_line_naming_the_partner(
+    make_world: MakeWorld,
+) -> None:
+    """Step 2 with the partner's credentials: Partner Center refusing (outside the window) is
+    never done: the waiting lines name the partner and code 900117; once Graph shows the
+    subscription stopped the closure goes on."""
+    world = await make_world(users=10, partner=True)
+    tenant = world.tenant
+    partner_subs = [
+        s for s in tenant.subscriptions if s.get("ownerTenantId") not in (None, tenant.tenant_id)
+    ]
+    for sub in partner_subs:
+        tenant.partner_center.set_terms(
+            tenant, sub["id"], kind="new_commerce", term_start=tenant.now() - dt.timedelta(days=9)
+        )
+    world.script_approvers()
+    world.script_admin()
+    await world.command(tenant.name)
+    owner = str(partner_subs[0]["ownerTenantId"])
+    await world.slack.wait_for(
+        lambda _: (
+            "900117" in "\n".join(m.text for m in world.slack.messages)
+            and owner in "\n".join(m.text for m in world.slack.messages)
+        ),
+        timeout=60,
+    )
+    assert "cancel_subscriptions" in await world.wait_state(
+        "cancel_subscriptions.waiting_external", timeout=30
+    )
+    for sub in partner_subs:
+        assert sub["status"] == "Enabled"
+        tenant.cancel_subscription(sub["id"])  # the partner cancels it after all
+    await world.wait_state(
+        "delete_disabled_subscriptions.awaiting_approval",
+        "delete_disabled_subscriptions.waiting_external",
+        timeout=60,
+    )

@@ -9,11 +9,21 @@ specification/resources/resource-manager/Microsoft.Resources/stable/2022-12-01/s
 carries `nextLink`, "The URL to get the next set of results" (absolute; empty or absent on the
 last page). It is followed only on the configured ARM host and path over HTTPS, since each request
 carries the ARM token.
+
+Cancelling (`Subscription_Cancel`, Microsoft.Subscription/stable/2021-10-01/subscriptions.json)
+is refused while the subscription still holds resources: 400 `ResourcesExistingOnSubscription`
+(not in the spec's examples; reported in Azure/terraform-azurerm-lz-vending issue 405, by design
+per Azure/azure-rest-api-specs issue 9042). What it holds is `Resources_List`,
+`GET /subscriptions/{id}/resources` (Microsoft.Resources/stable/2022-12-01/resources.json,
+pageable by `nextLink`). A cancelled subscription can be deleted in the Azure portal 3 days after
+cancelling (free trial, pay-as-you-go) or 7 (any other offer), and blocks the directory's deletion
+until then (MicrosoftDocs/entra-docs, docs/identity/users/directory-delete-howto.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import ssl
 from collections.abc import Awaitable, Callable
@@ -28,7 +38,31 @@ from bot.microsoft.tokens import MsalTokens
 
 LIST_API = "2020-01-01"
 CANCEL_API = "2021-10-01"
+RESOURCES_API = "2022-12-01"
 ACTIVE_STATES = frozenset({"Enabled", "PastDue", "Warned"})
+HAS_RESOURCES = "ResourcesExistingOnSubscription"
+# Offers (SubscriptionPolicies.quotaId prefixes) deletable 3 days after cancelling, not 7.
+SHORT_WAIT_OFFERS = ("FreeTrial", "PayAsYouGo")
+
+
+def delete_wait_days(subscription: dict[str, Any]) -> int:
+    """Days after cancelling before the admin may delete it: 3 for a free trial or
+    pay-as-you-go subscription, 7 for any other (directory-delete-howto.md)."""
+    policies = subscription.get("subscriptionPolicies")
+    quota = str(policies.get("quotaId", "")) if isinstance(policies, dict) else ""
+    return 3 if quota.startswith(SHORT_WAIT_OFFERS) else 7
+
+
+@dataclass(frozen=True)
+class CancelResult:
+    """What asking ARM to cancel came to: cancelled (or was already), has_resources (with what
+    it still holds), or refused (ARM's HTTP status, code and message)."""
+
+    kind: str  # "cancelled" | "has_resources" | "refused"
+    resources: tuple[str, ...] = ()
+    status: int = 0
+    code: str = ""
+    reason: str = ""
 
 
 class ArmError(Exception):
@@ -36,6 +70,7 @@ class ArmError(Exception):
         super().__init__(f"{status} {code}: {message}")
         self.status = status
         self.code = code
+        self.message = message
 
 
 @dataclass
@@ -47,6 +82,8 @@ class Arm:
     max_attempts: int = 6
     backoff_base: float = 1.0
     sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep)
+    # When this process saw ARM cancel each subscription (ARM itself shows no cancellation time).
+    cancelled_at: dict[str, dt.datetime] = field(default_factory=dict)
 
     def url(self, path: str) -> str:
         """The absolute URL of `path`; an absolute URL (a nextLink) only under the configured ARM
@@ -98,8 +135,17 @@ class Arm:
 
     async def subscriptions(self) -> list[dict[str, Any]]:
         """Every subscription the app can see, following `nextLink` to the last page."""
+        return await self._all(f"/subscriptions?api-version={LIST_API}")
+
+    async def resources(self, subscription_id: str) -> list[dict[str, Any]]:
+        """Every resource the subscription still holds (`Resources_List`), to the last page."""
+        return await self._all(
+            f"/subscriptions/{subscription_id}/resources?api-version={RESOURCES_API}"
+        )
+
+    async def _all(self, first: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
-        next_path: str | None = f"/subscriptions?api-version={LIST_API}"
+        next_path: str | None = first
         seen: set[str] = set()
         while next_path:
             seen.add(next_path)
@@ -120,9 +166,28 @@ class Arm:
         transferred. A subscription ARM lists as "Deleted" (or no longer lists) does not block."""
         return [s for s in await self.subscriptions() if str(s.get("state", "")) != "Deleted"]
 
-    async def cancel(self, subscription_id: str) -> None:
-        await self._call(
-            "POST",
-            f"/subscriptions/{subscription_id}/providers/Microsoft.Subscription/cancel"
-            f"?api-version={CANCEL_API}",
-        )
+    async def cancel(self, subscription_id: str) -> CancelResult:
+        """Cancel one subscription; ARM's refusals come back as a result, never raised (a
+        network error or exhausted retries still raise)."""
+        try:
+            await self._call(
+                "POST",
+                f"/subscriptions/{subscription_id}/providers/Microsoft.Subscription/cancel"
+                f"?api-version={CANCEL_API}",
+            )
+        except ArmError as exc:
+            if exc.code == "SubscriptionNotActive":
+                return CancelResult("cancelled")  # cancelled already
+            if exc.code == HAS_RESOURCES:
+                held = await self.resources(subscription_id)
+                return CancelResult("has_resources", tuple(resource_name(r) for r in held))
+            if exc.status == 0:
+                raise
+            return CancelResult("refused", status=exc.status, code=exc.code, reason=exc.message)
+        self.cancelled_at.setdefault(subscription_id, dt.datetime.now(dt.UTC))
+        return CancelResult("cancelled")
+
+
+def resource_name(resource: dict[str, Any]) -> str:
+    """A resource as a person finds it in the portal: its name and type."""
+    return f"{resource.get('name', resource.get('id', '?'))} ({resource.get('type', '?')})"

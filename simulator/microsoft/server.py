@@ -24,7 +24,7 @@ from aiohttp import web
 
 from simulator.microsoft import graph_api, permissions
 from simulator.microsoft.authority import Authority, register_certificate
-from simulator.microsoft.azure import AzureEstate
+from simulator.microsoft.azure import AzureEstate, AzureRefused
 from simulator.microsoft.azure import handle as azure_handle
 from simulator.microsoft.graph_batch import run_batch, validate_batch
 from simulator.microsoft.graph_data import DEFAULT_APP_ROLES, ROLE_IDS, SimError, SimTenant
@@ -157,7 +157,7 @@ class MicrosoftSimulator:
             raise ValueError(f"tenant {tenant.tenant_id} already exists")
         if client_certificate is not None:
             register_certificate(tenant, client_certificate)
-        tenant.azure = AzureEstate(app_is_owner=app_is_azure_owner)
+        tenant.azure = AzureEstate(app_is_owner=app_is_azure_owner, now=tenant.now)
         tenant.azure.seed(tenant.tenant_id, azure_subscriptions, seed)
         self.tenants[tenant.tenant_id] = tenant
         return tenant
@@ -423,6 +423,12 @@ class MicrosoftSimulator:
         if action not in ("cancel", "delete", "reactivate"):
             return self._json(request, 404, {"error": "unknown action"}, tenant.tenant_id)
         sub = tenant.find_subscription(sub_id)
+        if sub is None and action == "delete" and tenant.azure.find(sub_id) is not None:
+            try:  # the admin deletes a cancelled Azure subscription in the Azure portal
+                azure_sub = tenant.azure.delete(sub_id)
+            except AzureRefused as err:
+                return self._json(request, 409, {"error": str(err)}, tenant.tenant_id)
+            return self._json(request, 200, azure_sub, tenant.tenant_id)
         if sub is None:
             return self._json(request, 404, {"error": "unknown subscription"}, tenant.tenant_id)
         try:

@@ -8,8 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bot.microsoft.azure import ACTIVE_STATES as AZURE_ACTIVE
-from bot.microsoft.azure import ArmError
-from bot.microsoft.partner import PartnerCenterError
+from bot.microsoft.azure import ArmError, CancelResult, resource_name
 from bot.microsoft.steps.base import Outstanding, Progress, Step, StepContext
 from bot.microsoft.tenant import (
     ACTIVE_STATUSES,
@@ -81,6 +80,11 @@ class CancelSubscriptions(Step):
     name = "cancel_subscriptions"
     undo = Reactivate()
 
+    def __init__(self) -> None:
+        # What Partner Center and ARM refused, by (tenant, subscription), for verify's lines.
+        self._partner_refused: dict[tuple[str, str], tuple[str, str]] = {}
+        self._arm_refused: dict[tuple[str, str], CancelResult] = {}
+
     async def plan(self, ctx: StepContext) -> Plan:
         tenant = ctx.tenant
         subs = await subscriptions(tenant)
@@ -110,6 +114,14 @@ class CancelSubscriptions(Step):
             for a in azure
             if a.get("state") in AZURE_ACTIVE
         )
+        for a in azure:
+            if a.get("state") in AZURE_ACTIVE and tenant.arm is not None:
+                held = await self._held(tenant, str(a["subscriptionId"]))
+                if held:
+                    checklist += (
+                        f"Azure subscription {a.get('displayName')} ({a['subscriptionId']})"
+                        + azure_resources_line(held),
+                    )
         if problem:
             checklist += (problem,)
         elif not azure and checklist:
@@ -133,28 +145,26 @@ class CancelSubscriptions(Step):
             item = partner_items[index]
             if tenant.partner is None:
                 raise StepError("Partner Center credentials are no longer configured")
-            try:
-                await tenant.partner.cancel(tenant.tenant_id, str(item.detail["partner_api"]))
-            except PartnerCenterError as exc:
-                if exc.status != 400:  # 400: no longer active, so cancelled already
-                    raise StepError(
-                        f"Partner Center refused to cancel {item.name} ({item.id}): {exc}"
-                    ) from exc
+            outcome = await tenant.partner.cancel_subscription(
+                tenant.tenant_id, str(item.detail["partner_api"])
+            )
+            key = (tenant.tenant_id, item.id)
+            if outcome.stopped:
+                self._partner_refused.pop(key, None)
+            else:  # a checklist line naming the partner until Graph shows it stopped
+                self._partner_refused[key] = (outcome.code, outcome.reason)
             await progress(index + 1, total)
         for index in range(max(0, start - len(partner_items)), len(azure)):
             await progress(len(partner_items) + index, total)
             item = azure[index]
             if tenant.arm is None:
                 raise StepError("no Azure Resource Manager endpoint is configured")
-            try:
-                await tenant.arm.cancel(item.id)
-            except ArmError as exc:
-                if exc.code != "SubscriptionNotActive":  # cancelled already: done
-                    raise StepError(
-                        f"cancelling Azure subscription {item.name} ({item.id}): {exc}. Give the"
-                        " bot's app the Owner role on it, or cancel it in the Azure portal, then"
-                        " retry."
-                    ) from exc
+            result = await tenant.arm.cancel(item.id)
+            key = (tenant.tenant_id, item.id)
+            if result.kind == "refused":
+                self._arm_refused[key] = result
+            else:  # cancelled, or holding resources (re-read live by `verify`)
+                self._arm_refused.pop(key, None)
             await progress(len(partner_items) + index + 1, total)
 
     def handed_off(self, plan: Plan) -> bool:
@@ -164,19 +174,88 @@ class CancelSubscriptions(Step):
         return Outstanding(tuple(await self.verify(ctx, plan)))
 
     async def verify(self, ctx: StepContext, plan: Plan) -> list[str]:
-        """What is still active (empty when Microsoft shows the step done)."""
-        subs = await subscriptions(ctx.tenant)
-        azure, _ = await azure_subscriptions(ctx.tenant)
-        return [
-            f"{s.get('skuPartNumber')} ({s.get('id')}) is {s.get('status')}"
-            for s in subs
-            if s.get("status") in ACTIVE_STATUSES
-        ] + [
-            f"Azure subscription {a.get('displayName')} ({a.get('subscriptionId')})"
-            f" is {a.get('state')}"
-            for a in azure
-            if a.get("state") in AZURE_ACTIVE
-        ]
+        """What is still active (empty when Microsoft shows the step done), each line saying
+        who must act: the partner that refused, the Azure resources to remove, or ARM's refusal."""
+        tenant = ctx.tenant
+        partner_api = {i.id for i in plan.of_kind("subscription") if i.detail.get("partner_api")}
+        lines: list[str] = []
+        for s in await subscriptions(tenant):
+            if s.get("status") not in ACTIVE_STATUSES:
+                continue
+            line = f"{s.get('skuPartNumber')} ({s.get('id')}) is {s.get('status')}"
+            refused = self._partner_refused.get((tenant.tenant_id, str(s.get("id"))))
+            if refused is not None or str(s.get("id")) in partner_api:
+                line += partner_line(tenant, s, refused)
+            lines.append(line)
+        azure, _ = await azure_subscriptions(tenant)
+        for a in azure:
+            if a.get("state") in AZURE_ACTIVE:
+                lines.append(await self._azure_line(tenant, a))
+        return lines
+
+    async def _held(self, tenant: Tenant, sid: str) -> list[str]:
+        """The resources an Azure subscription still holds (none known if ARM cannot say)."""
+        if tenant.arm is None:
+            return []
+        try:
+            return [resource_name(r) for r in await tenant.arm.resources(sid)]
+        except ArmError:
+            return []
+
+    async def _azure_line(self, tenant: Tenant, sub: dict[str, Any]) -> str:
+        sid = str(sub.get("subscriptionId"))
+        head = f"Azure subscription {sub.get('displayName')} ({sid}) is {sub.get('state')}"
+        held = await self._held(tenant, sid)
+        if held:
+            return head + azure_resources_line(held)
+        refused = self._arm_refused.get((tenant.tenant_id, sid))
+        if refused is not None and refused.status == 403:
+            return (
+                f"{head}: Azure Resource Manager refused to cancel it (403 {refused.code}). Give"
+                " the bot's app the Owner role on it, or cancel it in the Azure portal >"
+                " Subscriptions > select > Cancel subscription."
+            )
+        if refused is not None:
+            return (
+                f"{head}: Azure Resource Manager refused to cancel it ({refused.status}"
+                f" {refused.code}: {refused.reason}). Cancel it in the Azure portal >"
+                " Subscriptions > select > Cancel subscription, or transfer it to another"
+                " directory."
+            )
+        return (
+            f"{head}: cancel it in the Azure portal > Subscriptions > select > Cancel subscription."
+        )
+
+
+MAX_RESOURCES_NAMED = 20
+
+
+def azure_resources_line(held: Sequence[str]) -> str:
+    """ARM cancels no subscription that still holds resources: name them (up to 20)."""
+    named = ", ".join(held[:MAX_RESOURCES_NAMED])
+    more = len(held) - MAX_RESOURCES_NAMED
+    if more > 0:
+        named += f" and {more} more"
+    return (
+        f": it still holds {len(held)} resource{'s' if len(held) != 1 else ''}, which Azure"
+        f" Resource Manager requires removed before it cancels it: {named}. Delete them in the"
+        " Azure portal, then cancel the subscription there; or transfer the subscription to"
+        " another directory."
+    )
+
+
+def partner_line(tenant: Tenant, sub: dict[str, Any], refused: tuple[str, str] | None) -> str:
+    """A subscription the partner sold that Partner Center did not stop: the partner acts."""
+    owner = sub.get("ownerTenantId") or (tenant.partner.tenant_id if tenant.partner else "?")
+    why = (
+        f"Partner Center refused to cancel it (code {refused[0]}: {refused[1]})"
+        if refused
+        else ("Partner Center has not stopped it")
+    )
+    return (
+        f": {why}. Ask the partner (tenant {owner}) to cancel it in Partner Center, or cancel it"
+        " in the Microsoft 365 admin center > Billing > Your products."
+    )
 
 
 STEP = CancelSubscriptions()

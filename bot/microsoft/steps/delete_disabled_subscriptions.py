@@ -1,19 +1,46 @@
 """Step 3, delete all disabled subscriptions: no API deletes one, so the whole step is a checklist
-for a Global Administrator, re-checked until Microsoft shows every subscription Deleted."""
+for a Global Administrator, re-checked until Microsoft shows every subscription Deleted.
+
+Azure subscriptions too: an active *or cancelled* one blocks the directory's deletion until it is
+deleted, which the Azure portal allows 3 days after cancelling (free trial, pay-as-you-go) or 7
+(any other offer), or transferred to another directory (MicrosoftDocs/entra-docs,
+docs/identity/users/directory-delete-howto.md, "Delete an Azure subscription"). ARM shows no
+cancellation time: the date counts from when the bot saw ARM cancel it, or else from now (never
+too early)."""
 
 from __future__ import annotations
 
+import datetime as dt
+from typing import Any
+
+from bot.microsoft.azure import ACTIVE_STATES as AZURE_ACTIVE
+from bot.microsoft.azure import delete_wait_days
 from bot.microsoft.steps.base import Outstanding, Step, StepContext
 from bot.microsoft.tenant import (
     ACTIVE_STATUSES,
+    Tenant,
+    azure_subscriptions,
     facts,
     subscription_item,
     subscription_line,
     subscriptions,
 )
-from statemachine.plan import Blocker, Plan
+from statemachine.plan import Blocker, Item, Plan
 
 STILL_ACTIVE = "subscription_active"
+
+
+def azure_delete_line(tenant: Tenant, sub: dict[str, Any]) -> str:
+    """The admin's item for one cancelled Azure subscription, with the first day it may go."""
+    sid = str(sub.get("subscriptionId"))
+    days = delete_wait_days(sub)
+    seen = tenant.arm.cancelled_at.get(sid) if tenant.arm is not None else None
+    when = (seen or dt.datetime.now(dt.UTC)) + dt.timedelta(days=days)
+    return (
+        f"Delete the Azure subscription {sub.get('displayName')} ({sid}) on or after"
+        f" {when:%Y-%m-%d %H:%M} UTC ({days} days after cancelling): Azure portal > Subscriptions >"
+        f" {sub.get('displayName')} > Delete; or transfer it to another directory."
+    )
 
 
 class DeleteDisabledSubscriptions(Step):
@@ -34,6 +61,31 @@ class DeleteDisabledSubscriptions(Step):
             if i.detail["status"] in ACTIVE_STATUSES
         )
         checklist = tuple(subscription_line(i, "Delete subscription") for i in items)
+        azure, problem = await azure_subscriptions(tenant)
+        azure = [a for a in azure if a.get("state") != "Deleted"]
+        items += tuple(
+            Item(
+                "azure_subscription",
+                str(a["subscriptionId"]),
+                str(a.get("displayName", "")),
+                {"state": a.get("state"), "wait_days": delete_wait_days(a)},
+            )
+            for a in azure
+        )
+        blockers += tuple(
+            Blocker(
+                STILL_ACTIVE,
+                f"Azure subscription {a.get('displayName')} ({a['subscriptionId']}) is still"
+                f" {a.get('state')}: cancel it first",
+            )
+            for a in azure
+            if a.get("state") in AZURE_ACTIVE
+        )
+        checklist += tuple(
+            azure_delete_line(tenant, a) for a in azure if a.get("state") not in AZURE_ACTIVE
+        )
+        if problem:
+            checklist += (problem,)
         return Plan(self.name, tenant.tenant_id, items, blockers, checklist, facts(dict(ctx.org)))
 
     def handed_off(self, plan: Plan) -> bool:
@@ -43,11 +95,20 @@ class DeleteDisabledSubscriptions(Step):
         return Outstanding(tuple(await self.verify(ctx, plan)))
 
     async def verify(self, ctx: StepContext, plan: Plan) -> list[str]:
-        return [
+        """Every subscription Microsoft does not show Deleted yet, Azure ones re-read from ARM."""
+        lines = [
             f"{s.get('skuPartNumber')} ({s.get('id')}) is {s.get('status')}"
             for s in await subscriptions(ctx.tenant)
             if s.get("status") != "Deleted"
         ]
+        azure, _ = await azure_subscriptions(ctx.tenant)
+        lines += [
+            f"Azure subscription {a.get('displayName')} ({a.get('subscriptionId')}) is"
+            f" {a.get('state')}"
+            for a in azure
+            if a.get("state") != "Deleted"
+        ]
+        return lines
 
 
 STEP = DeleteDisabledSubscriptions()
