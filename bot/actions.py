@@ -190,7 +190,9 @@ class Actions:
             return refused(Refused.WRONG_STATE, messages.reply("no_preparation"))
 
         def flag() -> list[Post]:
-            closures_db.save_closure(self.db, row.id, at=self.clock(), sync_action=True)
+            closures_db.save_closure(
+                self.db, row.id, at=self.clock(), sync_action=True, sync_requester=user
+            )
             return []
 
         if await self.transitions.transition(

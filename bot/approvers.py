@@ -23,8 +23,12 @@ class Approvers:
 
     def requesters(self, closure: ClosureRow) -> tuple[str, ...]:
         """Everyone whose approval of what is being approved now does not count (rule 1)."""
-        in_rollback = split_state(closure.state)[0] == ROLLBACK
-        action = closure.rollback_requester if in_rollback else None
+        action = rules.action_requester(
+            rolling_back=split_state(closure.state)[0] == ROLLBACK,
+            rollback_requester=closure.rollback_requester,
+            preparing=closure.sync_action,
+            preparation_requester=closure.sync_requester,
+        )
         return rules.requesters(closure.requester, action)
 
     def requester(self, closure: ClosureRow) -> str:

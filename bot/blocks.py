@@ -9,19 +9,24 @@ from typing import Any
 from bot.messages import (
     FINAL_LABEL,
     PHASE_LABEL,
+    and_more,
+    code,
     duration,
+    inert,
     mentions,
+    plain,
     rollback_note,
     slack_date,
     step_of_total,
 )
 from statemachine import steps
 from statemachine.closure import split_state
-from statemachine.plan import Plan
+from statemachine.plan import Item, Plan
 from statemachine.steps import ROLLBACK
 
 Block = dict[str, Any]
-SAMPLE = 10
+MAX_BLOCKS = 50  # blocks in one message (Block Kit reference, "Blocks")
+MAX_TEXT = 3000  # a section's text, and any text object's
 KIND_LABEL = {
     "user": "users",
     "subscription": "subscriptions",
@@ -41,12 +46,91 @@ KIND_LABEL = {
 }
 
 
+def slack_len(text: str) -> int:
+    """Length as Slack's limits count it: the text as sent (entities included), in UTF-16 code
+    units, which is never less than Python's count of code points."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _safe_cuts(text: str) -> list[int]:
+    """Offsets where mrkdwn may be cut: outside a code span, an entity (&amp;) and a <...>
+    token (a mention, date or link)."""
+    cuts, in_code, in_entity, in_angle = [], False, False, False
+    for n, ch in enumerate(text):
+        if not (in_code or in_entity or in_angle):
+            cuts.append(n)
+        if in_entity:
+            in_entity = ch != ";"
+        elif in_angle:
+            in_angle = ch != ">"
+        elif ch == "`":
+            in_code = not in_code
+        elif not in_code and ch == "&":
+            in_entity = True
+        elif not in_code and ch == "<":
+            in_angle = True
+    return cuts
+
+
+def split_text(text: str, limit: int = MAX_TEXT) -> list[str]:
+    """`text` in pieces of at most `limit` (Slack's count), cut at line ends where it can be,
+    else at a space, never inside markup; nothing is lost."""
+    pieces: list[str] = []
+    while slack_len(text) > limit:
+        fits = [n for n in _safe_cuts(text) if 0 < n and slack_len(text[:n]) <= limit]
+        at = next(
+            (n for n in reversed(fits) if text[n - 1] == "\n"),
+            next((n for n in reversed(fits) if text[n - 1] == " "), fits[-1] if fits else 0),
+        )
+        if at == 0:  # one markup token longer than the limit: cut it (never happens for ours)
+            at = limit // 2
+        pieces.append(text[:at].rstrip("\n"))
+        text = text[at:]
+    return [*pieces, text] if text or not pieces else pieces
+
+
+def _packed(lines: Sequence[str], limit: int) -> list[tuple[str, int]]:
+    """Each packed text and how many of `lines` end in it or before it."""
+    texts: list[tuple[str, int]] = []
+    current, ended = "", 0
+    for n, line in enumerate(lines):
+        for piece in split_text(line, limit):
+            joined = f"{current}\n{piece}" if current else piece
+            if current and slack_len(joined) > limit:
+                texts.append((current, ended))
+                joined = piece
+            current = joined
+        ended = n + 1
+    return [*texts, (current, ended)] if current else texts
+
+
+def pack(lines: Sequence[str], limit: int = MAX_TEXT) -> list[str]:
+    """Lines joined into as few texts of at most `limit` as they fit in, a line split only when
+    it alone is longer."""
+    return [text for text, _ in _packed(lines, limit)]
+
+
 def _text(text: str) -> Block:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}
+    return {"type": "section", "text": {"type": "mrkdwn", "text": split_text(text)[0]}}
 
 
 def _context(text: str) -> Block:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text[:3000]}]}
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": split_text(text)[0]}]}
+
+
+def list_blocks(lines: Sequence[str], room: int, *, rest: str) -> tuple[list[Block], int]:
+    """`lines` as sections in at most `room` blocks; when they need more, the last block says
+    how many lines are left out and `rest` (where they are). Returns the blocks and how many
+    lines they show whole."""
+    packed = _packed(lines, MAX_TEXT)
+    if len(packed) <= room:
+        return [_text(t) for t, _ in packed], len(lines)
+    kept = packed[: max(0, room - 1)]
+    shown = kept[-1][1] if kept else 0
+    # A line split over texts is shown whole or not at all.
+    out = [_text(t) for t, _ in _packed(lines[:shown], MAX_TEXT)]
+    out.append(_context(f"{and_more(shown, len(lines))}{rest}"))
+    return out, shown
 
 
 @dataclass(frozen=True)
@@ -83,7 +167,7 @@ class StatusView:
 def status_blocks(view: StatusView) -> list[Block]:
     current, phase = split_state(view.state)
     title = FINAL_LABEL.get(phase, "rolling back" if current == ROLLBACK else "in progress")
-    name = f"{view.display_name} · " if view.display_name else ""
+    name = f"{plain(view.display_name)} · " if view.display_name else ""
     blocks: list[Block] = [
         {"type": "header", "text": {"type": "plain_text", "text": f"Closing {view.tenant}"[:150]}},
         _context(
@@ -153,12 +237,15 @@ def approval_blocks(
             },
         },
         _text(
-            f"*Tenant:* {facts.get('display_name')} · `{facts.get('tenant_id')}` · "
-            f"{facts.get('primary_domain')}"
+            f"*Tenant:* {plain(facts.get('display_name'))} · {code(facts.get('tenant_id'))} · "
+            f"{plain(facts.get('primary_domain'))}"
         ),
     ]
     if changes:
-        blocks.append(_text("*The plan changed since the last request:*\n" + "\n".join(changes)))
+        changed, _ = list_blocks(
+            ["*The plan changed since the last request:*", *changes], 6, rest=" changes."
+        )
+        blocks += changed
     counts = plan.counts()
     if counts:
         guests = sum(1 for i in plan.items if i.detail.get("userType") == "Guest")
@@ -171,23 +258,16 @@ def approval_blocks(
             "will be turned off first" if "disable_sync" in counts else steps.info(plan.step).verb
         )
         blocks.append(_text(f"*What {verb}:*\n{summary}"))
-        sample = [
-            f"`{i.name or i.id}`" + (f" ({i.detail['userType']})" if "userType" in i.detail else "")
-            for i in plan.items[:SAMPLE]
-        ]
-        more = len(plan.items) - len(sample)
-        blocks.append(
-            _context("Sample: " + ", ".join(sample) + (f" and {more:,} more" if more > 0 else ""))
-        )
+    tail: list[Block] = []
     if not steps.info(plan.step).reversible:
-        blocks.append(
+        tail.append(
             _text(
                 ":rotating_light: *Point of no return.* Approving this step makes the closure"
                 " irreversible: soft-deleted users are purged, applications removed, and the bot"
                 " deletes its own access last."
             )
         )
-    blocks.append(
+    tail.append(
         _text(
             f"*Who may approve:* {mentions(approvers)} · *needed:* {quorum} · "
             f"*expires:* {slack_date(expires_at)}\n"
@@ -195,10 +275,51 @@ def approval_blocks(
             "The requester's reaction never counts."
         )
     )
-    blocks.append(_context(f"plan `{plan.hash[:12]}` · approvals bind to this exact plan"))
-    return blocks
+    tail.append(_context(f"plan `{plan.hash[:12]}` · approvals bind to this exact plan"))
+    if plan.items:
+        listed, _ = list_blocks(
+            [item_line(i) for i in plan.items],
+            MAX_BLOCKS - len(blocks) - len(tail),
+            rest=f": every item is in {plan_file_name(plan)}, attached in the thread.",
+        )
+        blocks += listed
+    return blocks + tail
+
+
+def item_line(item: Item) -> str:
+    """One item of a plan as the approvers read it: kind, name and ID."""
+    kind = f" ({plain(item.detail['userType'])})" if "userType" in item.detail else ""
+    name = f"{code(item.name)} " if item.name else ""
+    return f"• {name}{code(item.id)}{kind}"
+
+
+def plan_file_name(plan: Plan) -> str:
+    return f"plan-{plan.step}-{plan.hash[:12]}.txt"
+
+
+def needs_file(body: Sequence[Block]) -> bool:
+    """Whether a message's blocks leave items out (they are then attached as a file)."""
+    return any(
+        b.get("type") == "context"
+        and "attached in the thread" in str(b.get("elements", [{}])[0].get("text", ""))
+        for b in body
+    )
+
+
+def plan_file(plan: Plan) -> tuple[str, str]:
+    """Every item of a plan as plain text (a file's content is not mrkdwn): name and content."""
+    lines = [f"{i.kind}\t{i.id}\t{i.name or ''}" for i in plan.items]
+    header = f"# {plan.step} plan {plan.hash}: {len(plan.items):,} items (kind, ID, name)"
+    return plan_file_name(plan), "\n".join([header, *lines, *plan.checklist]) + "\n"
 
 
 def checklist_blocks(title: str, lines: Sequence[str], footer: str) -> list[Block]:
-    body = "\n".join(f"{n}. {line}" for n, line in enumerate(lines, start=1))
-    return [_text(f"*{title}*"), _text(body or "(nothing)"), _context(footer)]
+    """Every line of a checklist, split over as many sections as it takes; past the 50 blocks
+    a message may hold, the last block says how many items follow in the message's text."""
+    numbered = [f"{n}. {inert(line)}" for n, line in enumerate(lines, start=1)] or ["(nothing)"]
+    body, _ = list_blocks(
+        numbered,
+        MAX_BLOCKS - 2,
+        rest=": every item is in the message's text and in the file attached in the thread.",
+    )
+    return [_text(f"*{title}*"), *body, _context(footer)]

@@ -23,11 +23,19 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlite_utils import Database
 
 from bot.approvers import Approvers
-from bot.blocks import Block, Progress
+from bot.blocks import Block, Progress, slack_len, split_text
 from bot.commands import USAGE
 from bot.config import Settings
 from bot.identity import Directory
-from bot.messages import PHASE_LABEL, duration, mentions, slack_date, state_words
+from bot.messages import (
+    PHASE_LABEL,
+    duration,
+    mentions,
+    plain,
+    shown_reason,
+    slack_date,
+    state_words,
+)
 from bot.status import status_view
 from statemachine import approvals as rules
 from statemachine import steps
@@ -111,11 +119,8 @@ def _pick(
 
 
 def _clip(text: str, limit: int = MAX_TEXT) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """At most `limit` as Slack counts, never cut inside markup (an entity, a code span)."""
+    return text if slack_len(text) <= limit else split_text(text, limit - 1)[0] + "…"
 
 
 def _section(text: str) -> Block:
@@ -150,7 +155,7 @@ def _waiting_lines(c: HomeClosure, now: float) -> list[str]:
     """Who or what the closure waits on now (nothing once it is finished)."""
     step, phase = split_state(c.state)
     retry = f"`/close-account retry {c.tenant}`"
-    reason = _clip(c.reason or "no reason recorded", MAX_REASON)
+    reason = _clip(shown_reason(phase, c.reason or "no reason recorded"), MAX_REASON)
     if step is None:
         return [f"*Reason:* {reason}"] if phase == "aborted" and c.reason else []
     if phase == "awaiting_approval":
@@ -191,7 +196,7 @@ def closure_blocks(c: HomeClosure, *, now: float, viewer: str | None = None) -> 
     """One closure: what it is, where it stands, what it waits on; then ids and a divider."""
     step, phase = split_state(c.state)
     mark = FINAL_MARK.get(phase, ":grey_question:") if step is None else PHASE_MARK.get(phase, "")
-    name = f" · {_escape(c.display_name)}" if c.display_name else ""
+    name = f" · {plain(c.display_name)}" if c.display_name else ""
     lines = [f"{mark} *{c.tenant}*{name} — {state_words(c.state)}"]
     if viewer is not None and viewer in c.needed and phase == "awaiting_approval":
         lines.append(":point_right: *Your approval is needed* (react in the thread)")

@@ -5,6 +5,7 @@ words: pure functions of plain data. Block Kit layout is `bot.blocks`'; the Home
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Sequence
 
 from statemachine import steps
@@ -24,6 +25,37 @@ PHASE_LABEL = {
     "failed": "FAILED",
 }
 FINAL_LABEL = {"closed": "closed", "aborted": "aborted", "rolled_back": "rolled back"}
+
+# --- text from outside ---------------------------------------------------------------------
+
+# Slack's mrkdwn needs only &, < and > escaped ("Escaping text", docs.slack.dev/messaging/
+# formatting-message-text); an `&` already starting one of those entities is left alone, so
+# escaping is idempotent and text Slack escaped itself (a command's words) stays as it was.
+_BARE_AMP = re.compile(r"&(?!(?:amp|lt|gt);)")
+_LINE_BREAKS = re.compile(r"[\r\n\u2028\u2029\x0b\x0c\x85]+")
+# mrkdwn has no escape for a backtick: one in a name would close the code span the bot opened
+# around it, so it is shown as the look-alike modifier letter grave accent.
+GRAVE = "\u02cb"
+
+
+def inert(text: object) -> str:
+    """Text from outside (Microsoft's names, an error's words) as mrkdwn that cannot ping, link
+    or start a line of its own: &, < and > as entities, line breaks as spaces. Backticks the bot
+    wrote around words of its own in the same line (`retry`) still work."""
+    return _LINE_BREAKS.sub(" ", _BARE_AMP.sub("&amp;", str(text)).replace("<", "&lt;")).replace(
+        ">", "&gt;"
+    )
+
+
+def plain(text: object) -> str:
+    """A name from outside, inert and with no backtick to open or close a code span."""
+    return inert(text).replace("`", GRAVE)
+
+
+def code(text: object) -> str:
+    """A name from outside in a code span it cannot break out of."""
+    return f"`{plain(text) or ' '}`"
+
 
 # --- small helpers every view uses ---------------------------------------------------------
 
@@ -112,7 +144,7 @@ def blocked(step: str, tenant: str, blockers: Sequence[str], *, offer: str | Non
     """`offer`: the command that removes the one blocker as an approved action, if any."""
     text = (
         f":no_entry: {step_name(step)} ({steps.info(step).title}) is blocked:\n"
-        + "\n".join(f"• {b}" for b in blockers)
+        + "\n".join(f"• {inert(b)}" for b in blockers)
         + f"\nAfter the fix, an admin runs {retry_command(tenant)}."
     )
     if offer:
@@ -138,11 +170,23 @@ def vetoed(step: str, tenant: str, reason: str) -> str:
     )
 
 
-def plan_changes(change: PlanDiff, blockers: Sequence[str]) -> list[str]:
-    lines = [f"• added: `{i.name or i.id}`" for i in change.added[:10]]
-    lines += [f"• removed: `{i.name or i.id}`" for i in change.removed[:10]]
-    lines += [f"• changed: `{i.name or i.id}`" for i in change.changed[:10]]
-    return lines + [f"• blocker: {b}" for b in blockers]
+def and_more(shown: int, total: int, noun: str = "more") -> str | None:
+    """What a shortened list says of the rest: 'and 12 more'."""
+    return f"and {total - shown:,} {noun}" if total > shown else None
+
+
+def plan_changes(change: PlanDiff, blockers: Sequence[str], limit: int = 10) -> list[str]:
+    """What changed in a plan, `limit` names per kind and how many more of each."""
+    lines: list[str] = []
+    for label, items in (
+        ("added", change.added),
+        ("removed", change.removed),
+        ("changed", change.changed),
+    ):
+        lines += [f"• {label}: {code(i.name or i.id)}" for i in items[:limit]]
+        if (rest := and_more(limit, len(items))) is not None:
+            lines.append(f"• {label}: {rest}")
+    return lines + [f"• blocker: {inert(b)}" for b in blockers]
 
 
 def plan_changed(step: str, lines: Sequence[str]) -> str:
@@ -193,14 +237,16 @@ def confirmations_post(step: str, line: str) -> str:
 
 
 def seen_done(step: str, done: Sequence[str], waiting: Sequence[str]) -> str:
-    lines = [f"• done: {d}" for d in done] + [f"• waiting on: {r}" for r in waiting]
+    lines = [f"• done: {inert(d)}" for d in done]
+    lines += [f"• waiting on: {inert(r)}" for r in waiting]
     return f"{step_name(step)}:\n" + "\n".join(lines)
 
 
 def remind_admin(step: str, retained: Sequence[str], waiting: Sequence[str]) -> str:
     return (
         f":bell: Reminder: {step_name(step).lower()} is still waiting on a Global Administrator"
-        f" ({', '.join(retained)}) in the admin center:\n" + "\n".join(f"• {r}" for r in waiting)
+        f" ({plain(', '.join(retained))}) in the admin center:\n"
+        + "\n".join(f"• {inert(r)}" for r in waiting)
     )
 
 
@@ -223,9 +269,15 @@ def closed(tenant: str, tenant_id: str) -> str:
 
 def failed(step: str | None, tenant: str, reason: str) -> str:
     return (
-        f":warning: {step_name(step)} failed: {reason}\nAn admin can run"
+        f":warning: {step_name(step)} failed: {inert(reason)}\nAn admin can run"
         f" {retry_command(tenant)} to resume it, or `abort`."
     )
+
+
+def shown_reason(phase: str, reason: str) -> str:
+    """A closure's stored reason as mrkdwn: a veto's is the bot's own words (mentions); every
+    other one may carry Microsoft's names or an error's words."""
+    return reason if phase == "rejected" else inert(reason)
 
 
 def checklist_title(step: str) -> str:

@@ -228,7 +228,7 @@ class Phases:
         )
         title = messages.checklist_title(step)
         return Post(
-            title + "\n" + "\n".join(plan.checklist),
+            title + "\n" + "\n".join(map(messages.inert, plan.checklist)),
             step,
             "checklist",
             blocks.checklist_blocks(title, plan.checklist, footer),

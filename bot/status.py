@@ -53,7 +53,8 @@ def status_view(
 ) -> blocks.StatusView:
     """The closure as its status message shows it, read from the database."""
     step, phase = split_state(row.state)
-    note = row.reason if phase in ("blocked", "failed", "rejected", "aborted") else None
+    failed = phase in ("blocked", "failed", "rejected", "aborted")
+    note = messages.shown_reason(phase, row.reason) if failed and row.reason else None
     if step and phase == "awaiting_approval":
         req = requests_db.open_request(db, row.id, step)
         if req is not None:

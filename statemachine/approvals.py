@@ -84,6 +84,20 @@ def requesters(closure_requester: str, action_requester: str | None = None) -> t
     return tuple(dict.fromkeys(r for r in (closure_requester, action_requester) if r))
 
 
+def action_requester(
+    *,
+    rolling_back: bool,
+    rollback_requester: str | None,
+    preparing: bool,
+    preparation_requester: str | None,
+) -> str | None:
+    """Who asked for the action under approval, when it is not the closure itself: the
+    rollback's requester, or whoever asked the bot to turn directory sync off."""
+    if rolling_back:
+        return rollback_requester
+    return preparation_requester if preparing else None
+
+
 def eligible_approvers(approvers: Iterable[str], requesters: Collection[str]) -> tuple[str, ...]:
     """Rule 1: only configured approvers count, and never a requester."""
     return tuple(a for a in dict.fromkeys(approvers) if a not in requesters)

@@ -40,6 +40,7 @@ class ClosureRow:
     changes: tuple[str, ...]  # what changed in the plan since the void request, for the next
     sync_action: bool  # step 1 runs its preparation (turning directory sync off) first
     rollback_requester: str | None  # who asked for the rollback, once one was
+    sync_requester: str | None = None  # who asked the bot to turn directory sync off
 
     @staticmethod
     def load(row: Mapping[str, Any]) -> ClosureRow:
@@ -189,6 +190,7 @@ def save_closure(
     changes: Sequence[str] | None = None,
     sync_action: bool | None = None,
     rollback_requester: str | None = None,
+    sync_requester: str | None = None,
 ) -> None:
     """Change the given columns (None leaves one as it is); a state that would make a second
     open closure for the tenant raises `OpenClosureExists`."""
@@ -203,6 +205,7 @@ def save_closure(
         ("display_name", display_name),
         ("sync_action", sync_action),
         ("rollback_requester", rollback_requester),
+        ("sync_requester", sync_requester),
     ):
         if value is not None:
             values[column] = value

@@ -311,3 +311,10 @@ def m007_typed_columns(db: Database) -> None:
         db.execute(
             "UPDATE plans SET content = ? WHERE id = ?", [json.dumps(plan, sort_keys=True), plan_id]
         )
+
+
+@migrations()
+def m009_sync_requester(db: Database) -> None:
+    """Who asked the bot to turn directory sync off: like a rollback's requester, their approval
+    of that action never counts."""
+    db.execute("ALTER TABLE closures ADD COLUMN sync_requester TEXT")

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from statemachine import approvals as rules
 from statemachine.approvals import Decision, Refusal, Vote
+from storage import closures as closures_db
+from storage.db import open_db
 
 APPROVERS = ("U1", "U2", "U3", "U0REQ")
 
@@ -125,3 +129,41 @@ def test_rollback_is_possible_until_the_irreversible_step_acts() -> None:
     assert rules.rollback_possible(None, "aborted", irreversible_started=False)
     assert rules.rollback_possible(None, "closed", irreversible_started=True) is None
     assert rules.rollback_possible("rollback", "planning", irreversible_started=False) is None
+
+
+def test_the_disable_sync_requester_never_approves_turning_sync_off() -> None:
+    """Rule 1 for disable-sync: whoever asked the bot to turn sync off is a requester of that
+    action (and only while it is under way), like a rollback's requester."""
+    action = rules.action_requester(
+        rolling_back=False, rollback_requester=None, preparing=True, preparation_requester="U1"
+    )
+    assert rules.requesters("U0REQ", action) == ("U0REQ", "U1")
+    assert rules.voter_refusal("U1", approvers=APPROVERS, requesters=("U0REQ", "U1")) is (
+        Refusal.REQUESTER
+    )
+    done = rules.action_requester(
+        rolling_back=False, rollback_requester=None, preparing=False, preparation_requester="U1"
+    )
+    assert done is None
+    rollback = rules.action_requester(
+        rolling_back=True, rollback_requester="U2", preparing=True, preparation_requester="U1"
+    )
+    assert rollback == "U2"
+
+
+def test_the_disable_sync_requester_is_stored_with_the_closure(tmp_path: Path) -> None:
+    """The requester of disable-sync survives a restart: it is a column of the closure."""
+    db = open_db(tmp_path / "bot.db")
+    closures_db.create_closure(
+        db,
+        closure_id="c1",
+        tenant="contoso",
+        tenant_id="tid",
+        requester="U0REQ",
+        state="delete_users.blocked",
+        channel="C1",
+        at=0.0,
+    )
+    closures_db.save_closure(db, "c1", at=1.0, sync_action=True, sync_requester="U1")
+    row = closures_db.get_closure(db, "c1")
+    assert row is not None and row.sync_action and row.sync_requester == "U1"
