@@ -352,6 +352,14 @@ def reaction_refused(user: str, why: str) -> str:
     return f"<@{user}>'s reaction does not count: {why}."
 
 
+def veto_hint(reaction: str) -> str:
+    """Said once, to the one person, when a no-looking emoji lands on an approval request."""
+    return (
+        f":{plain(reaction)}: does not veto. React :x: to veto (and :white_check_mark: to"
+        " approve)."
+    )
+
+
 def refusal(code: Refusal, request_status: str) -> str:
     """Why a reaction does not count."""
     return {

@@ -4,17 +4,19 @@ act on is counted here."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlite_utils import Database
 
 from bot import messages
 from bot.approvers import Approvers
 from bot.identity import Directory
-from bot.outbox import Outbox, Post
+from bot.outbox import Outbox
 from bot.status import Status
 from bot.transitions import Transitions
 from statemachine import approvals as rules
@@ -25,6 +27,8 @@ from storage import slack as slack_db
 from storage.approvals import RequestRow
 from storage.closures import ClosureRow
 from storage.db import transaction
+
+log = logging.getLogger("close_account_bot.reactions")
 
 
 @dataclass(eq=False, kw_only=True)
@@ -43,18 +47,86 @@ class Reactions:
     async def reaction(
         self, *, user: str, reaction: str, channel: str, ts: str, added: bool, event_id: str
     ) -> None:
-        """A reaction on a message: a vote, veto or withdrawal when it is on an open request."""
+        """A reaction on a message: a vote, veto or withdrawal when it is on an open request.
+        Nothing here waits on a send lock or on Slack's rate limits: Slack has its answer
+        first, and what the reactor is told goes after it."""
         kind = rules.reaction_kind(reaction)
-        if kind is None:
-            return
         req = requests_db.request_at(self.db, channel, ts)
-        if req is None:
-            # The request may be posted already but its ts not yet recorded: wait for the
-            # posts under way to be recorded, then look again.
-            await self.outbox.settled()
-            req = requests_db.request_at(self.db, channel, ts)
-        if req is None:
+        if kind is None:
+            if added and req is not None and rules.looks_like_veto(reaction):
+                self._hint(req, user, reaction, event_id)
             return
+        if req is None:
+            # The request may be posted already but its ts not yet recorded: look again once
+            # the posts under way are recorded, after Slack has its answer (the bot reads the
+            # request's reactions back before it acts, should this one be lost).
+            self.background(
+                self._after_posts(
+                    user=user,
+                    reaction=reaction,
+                    channel=channel,
+                    ts=ts,
+                    added=added,
+                    event_id=event_id,
+                )
+            )
+            return
+        await self._on_request(req, user, reaction, kind, added=added, event_id=event_id)
+
+    async def _after_posts(
+        self, *, user: str, reaction: str, channel: str, ts: str, added: bool, event_id: str
+    ) -> None:
+        await self.outbox.settled()
+        req = requests_db.request_at(self.db, channel, ts)
+        kind = rules.reaction_kind(reaction)
+        if req is not None and kind is not None:
+            await self._on_request(req, user, reaction, kind, added=added, event_id=event_id)
+
+    def _hint(self, req: RequestRow, user: str, reaction: str, event_id: str) -> None:
+        """A veto-looking emoji on an open request: say once per person and request how to
+        veto, to that person only."""
+        row = closures_db.get_closure(self.db, req.closure_id)
+        if row is None or req.status != "open":
+            return
+        with transaction(self.db):
+            if not slack_db.claim_event(self.db, event_id, self.clock()):
+                return
+            if audit.answered(self.db, row.id, user, "veto_hint", req.id):
+                return
+            self._record(
+                row,
+                req,
+                user,
+                "veto_hint",
+                event_id=event_id,
+                detail={"reaction": reaction, "request_id": req.id},
+            )
+        self.background(self._tell(row, req, user, messages.veto_hint(reaction)))
+
+    async def _tell(self, row: ClosureRow, req: RequestRow, user: str, text: str) -> None:
+        """A word to one person about their reaction: ephemeral in the request's thread; a
+        thread post only when Slack refuses the ephemeral."""
+        try:
+            await self.client.chat_postEphemeral(
+                channel=req.channel or row.channel,
+                user=user,
+                text=text,
+                thread_ts=row.status_ts,
+            )
+        except SlackApiError as exc:
+            log.info("ephemeral to %s refused (%s); posting in the thread", user, exc)
+            await self.outbox.say(row.id, text, step=req.step)
+
+    async def _on_request(
+        self,
+        req: RequestRow,
+        user: str,
+        reaction: str,
+        kind: rules.VoteKind,
+        *,
+        added: bool,
+        event_id: str,
+    ) -> None:
         row = closures_db.get_closure(self.db, req.closure_id)
         if row is None:
             return
@@ -100,17 +172,29 @@ class Reactions:
                         event_id=event_id,
                         detail={"reaction": reaction, "why": why},
                     )
-                answer = refusal is not None and added and current.status == "open"
-                if answer and why is not None:  # the refusal commits with the vote it answers
-                    self.outbox.enqueue(
-                        row.id, Post(messages.reaction_refused(user, why), req.step)
+                # A refusal is answered once per person and request, so reactions cannot
+                # flood the thread (or hold up what it says next).
+                answer = (
+                    refusal is not None
+                    and added
+                    and current.status == "open"
+                    and not audit.answered(self.db, row.id, user, "refusal_answered", req.id)
+                )
+                if answer:
+                    self._record(
+                        row,
+                        req,
+                        user,
+                        "refusal_answered",
+                        event_id=event_id,
+                        detail={"why": why, "request_id": req.id},
                     )
         # Slack has its answer once the vote is stored; what Slack is told of it goes after.
         if refusal is None:
             self.transitions.wake(row.id)
             self.status.request(row.id)
-        elif answer:
-            self.background(self.outbox.flush(row.id))
+        elif answer and why is not None:
+            self.background(self._tell(row, req, user, messages.reaction_refused(user, why)))
 
     def _record(
         self,

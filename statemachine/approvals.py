@@ -17,6 +17,18 @@ from statemachine.steps import ROLLBACK
 APPROVE_REACTION = "white_check_mark"
 VETO_REACTION = "x"
 VoteKind = Literal["approve", "veto"]
+# Emoji people reach for to say no that are not the veto: each gets a one-time hint.
+VETO_LOOKALIKES = frozenset(
+    {
+        "no_entry",
+        "no_entry_sign",
+        "-1",
+        "thumbsdown",
+        "heavy_multiplication_x",
+        "negative_squared_cross_mark",
+        "octagonal_sign",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -73,6 +85,11 @@ def reaction_kind(reaction: str) -> VoteKind | None:
     if base == VETO_REACTION:
         return "veto"
     return None
+
+
+def looks_like_veto(reaction: str) -> bool:
+    """An emoji that looks like a no but does not veto (skin tones count as the base)."""
+    return reaction.split("::", 1)[0] in VETO_LOOKALIKES
 
 
 # --- who counts (rule 1) -------------------------------------------------------------------

@@ -91,3 +91,15 @@ def record(
         event_id=event_id,
         detail=detail,
     )
+
+
+def answered(db: Database, closure_id: str, actor: str, action: str, request_id: int) -> bool:
+    """Whether `actor` was already told `action` about approval request `request_id` (a
+    refusal or a hint is said once per person and request)."""
+    return bool(
+        db.execute(
+            "SELECT 1 FROM audit WHERE closure_id = ? AND actor = ? AND action = ?"
+            " AND json_extract(detail, '$.request_id') = ? LIMIT 1",
+            [closure_id, actor, action, request_id],
+        ).fetchone()
+    )

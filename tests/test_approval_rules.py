@@ -167,3 +167,10 @@ def test_the_disable_sync_requester_is_stored_with_the_closure(tmp_path: Path) -
     closures_db.save_closure(db, "c1", at=1.0, sync_action=True, sync_requester="U1")
     row = closures_db.get_closure(db, "c1")
     assert row is not None and row.sync_action and row.sync_requester == "U1"
+
+
+def test_veto_lookalikes_are_recognised_but_do_not_veto() -> None:
+    """:no_entry:, :-1: (any skin tone) and the like look like a no but are no vote."""
+    for name in ("no_entry", "-1::skin-tone-3", "thumbsdown", "heavy_multiplication_x"):
+        assert rules.looks_like_veto(name) and rules.reaction_kind(name) is None
+    assert not rules.looks_like_veto("x") and not rules.looks_like_veto("tada")

@@ -15,8 +15,8 @@ async def test_requester_and_non_approvers_do_not_count(make_world: MakeWorld) -
     request = await world.wait_request("delete_users")
     await world.vote(request, ADMIN)
     await world.vote(request, OUTSIDER)
-    await world.slack.wait_for(
-        lambda _: sum("does not count" in m.text for m in world.slack.messages) == 2
+    await world.slack.wait_for(  # each refusal is told to its reactor only
+        lambda _: sum("does not count" in str(e["text"]) for e in world.slack.ephemerals) == 2
     )
     await world.vote(request, APPROVERS[0])
     await world.slack.wait_for(lambda _: "Approvals: 1/2" in world.status_text())

@@ -190,3 +190,46 @@ def test_argument_errors_are_one_line_exit_2(args: tuple[str, ...]) -> None:
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.stderr
+
+
+async def test_refused_reactions_cannot_flood_the_thread(world: World) -> None:
+    """Forty refused reactions by one member get one ephemeral answer, no thread post, and a
+    veto cast meanwhile is acted on."""
+    await world.command(world.tenant.name)
+    request = await world.wait_request("delete_users")
+    posts_before = len(world.slack.messages)
+    for _ in range(20):
+        await world.vote(request, OUTSIDER)
+        await world.slack.react(
+            user_id=OUTSIDER,
+            channel=request.channel,
+            ts=request.ts,
+            name="white_check_mark",
+            remove=True,
+        )
+    await world.vote(request, APPROVERS[0], "x")
+    assert await world.wait_state("delete_users.rejected") == "delete_users.rejected"
+    answers = [e for e in world.slack.ephemerals if e.get("source") == "chat.postEphemeral"]
+    assert [e["user"] for e in answers] == [OUTSIDER]
+    assert "does not count" in answers[0]["text"]
+    new_posts = world.slack.messages[posts_before:]
+    assert not [m for m in new_posts if "does not count" in m.text]
+
+
+async def test_a_veto_looking_emoji_gets_a_one_time_hint(world: World) -> None:
+    """:no_entry: or :-1: on a request changes nothing but tells that person, once, to react
+    :x: to veto."""
+    await world.command(world.tenant.name)
+    request = await world.wait_request("delete_users")
+    for name in ("no_entry", "-1", "thumbsdown"):
+        await world.vote(request, APPROVERS[0], name)
+    await world.vote(request, APPROVERS[1], "no_entry_sign")
+
+    def hints() -> list[dict[str, object]]:
+        return [e for e in world.slack.ephemerals if "React :x: to veto" in str(e["text"])]
+
+    await world.slack.wait_for(lambda _: len(hints()) >= 2)
+    await world.vote(request, APPROVERS[2])  # a later event, processed after the hints
+    await world.slack.wait_for(lambda _: "Approvals: 1/2" in world.status_text())
+    assert sorted(e["user"] for e in hints()) == sorted(APPROVERS[:2])
+    assert world.state() == "delete_users.awaiting_approval"
