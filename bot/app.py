@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
+from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import commands, home
@@ -30,6 +33,48 @@ class _SameToken(logging.Filter):
         return record.getMessage() != warning_client_prioritized_and_token_skipped()
 
 
+class OwnApp:
+    """The workspace, enterprise and app the bot's token belongs to (auth.test, asked once and
+    kept): a request naming any other was not meant for this bot, signed or not."""
+
+    def __init__(self, client: AsyncWebClient) -> None:
+        self.client = client
+        self._ids: asyncio.Task[dict[str, str | None]] | None = None
+
+    async def ids(self) -> dict[str, str | None]:
+        if self._ids is None or (self._ids.done() and self._ids.exception() is not None):
+            self._ids = asyncio.ensure_future(self._ask())
+        return await asyncio.shield(self._ids)
+
+    async def _ask(self) -> dict[str, str | None]:
+        resp = await self.client.auth_test()
+        return {
+            "team_id": resp.get("team_id"),
+            "enterprise_id": resp.get("enterprise_id") or None,
+            # auth.test names the app for some tokens; without it the app is not compared.
+            "app_id": resp.get("app_id"),
+        }
+
+    async def stranger(self, body: Mapping[str, Any]) -> str | None:
+        """Which of team, enterprise or app in `body` is not the bot's own, if any."""
+        if "team_id" not in body and "api_app_id" not in body:
+            return None  # url_verification and the like name no workspace
+        own = await self.ids()
+        auths = body.get("authorizations")
+        first = auths[0] if isinstance(auths, list) and auths else {}
+        theirs = {
+            "team_id": body.get("team_id"),
+            "enterprise_id": body.get("enterprise_id") or first.get("enterprise_id") or None,
+            "app_id": body.get("api_app_id"),
+        }
+        for key in ("team_id", "enterprise_id", "app_id"):
+            if key == "app_id" and own[key] is None:
+                continue
+            if (theirs[key] or None) != own[key]:
+                return key
+        return None
+
+
 def build_app(
     *,
     actions: Actions,
@@ -38,6 +83,7 @@ def build_app(
     background: Background,
     client: AsyncWebClient,
     signing_secret: str | None,
+    own_app: OwnApp | None = None,
 ) -> AsyncApp:
     bolt_logger = logging.getLogger(f"slack_bolt.{AsyncApp.__name__}")  # Bolt's get_bolt_logger
     if not any(isinstance(f, _SameToken) for f in bolt_logger.filters):
@@ -51,6 +97,25 @@ def build_app(
         # so a crash in between makes Slack deliver it again (and the event ID dedupes it).
         process_before_response=True,
     )
+
+    own = own_app or OwnApp(client)
+
+    @app.middleware
+    async def only_for_this_app(
+        body: dict[str, Any], next: Callable[[], Awaitable[BoltResponse | None]]
+    ) -> BoltResponse | None:
+        # Events and commands carry team_id, api_app_id and enterprise_id; Slack signs them
+        # for the app they are for, so one naming another is refused and left in the log.
+        stranger = await own.stranger(body)
+        if stranger is not None:
+            log.warning(
+                "refused a %s for another %s (%s)",
+                body.get("type") or ("command" if "command" in body else "request"),
+                stranger.removesuffix("_id"),
+                body.get("event_id") or body.get("command") or "-",
+            )
+            return BoltResponse(status=401, body="")
+        return await next()
 
     @app.command("/close-account")
     async def close_account(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:

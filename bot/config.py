@@ -104,7 +104,7 @@ def _slack(table: Table, environ: Mapping[str, str]) -> SlackSettings:
     if not _CHANNEL_ID.fullmatch(channel):
         raise table.error("progress_channel", f"{channel!r} is not a channel ID like C0123ABCD")
     admins = table.id_list("admins", _USER_ID, "a Slack user ID like U0123ABCD or an email", _EMAIL)
-    api_url = table.url("api_url", schemes=("http", "https"), allow_path=True)
+    api_url = table.url("api_url", schemes=("https",), allow_path=True, loopback_http=True)
     bot_token = environ.get("SLACK_BOT_TOKEN") or None
     signing_secret = environ.get("SLACK_SIGNING_SECRET") or None
     app_token = environ.get("SLACK_APP_TOKEN") or None

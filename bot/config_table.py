@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import ipaddress
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -167,13 +168,32 @@ class Table:
             )
         return value.lower()
 
-    def url(self, name: str, *, schemes: tuple[str, ...], allow_path: bool) -> str | None:
+    def url(
+        self,
+        name: str,
+        *,
+        schemes: tuple[str, ...],
+        allow_path: bool,
+        loopback_http: bool = False,
+    ) -> str | None:
+        """`loopback_http`: plain http:// is accepted for a loopback host only (a simulator on
+        this machine), where nothing crosses a network."""
         value = self.optional_string(name)
         if value is None:
             return None
         # URLs are not echoed: one could carry credentials.
         parts = urlsplit(value)
-        if parts.scheme not in schemes or not parts.hostname:
+        if loopback_http and (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or (parts.scheme == "http" and not _loopback(parts.hostname))
+        ):
+            raise self.error(
+                name,
+                "must be an http:// or https:// URL, and https:// unless its host is a loopback"
+                " address (127.0.0.1, ::1 or localhost, like a local simulator)",
+            )
+        if not loopback_http and (parts.scheme not in schemes or not parts.hostname):
             raise self.error(name, f"must be a {' or '.join(s + '://' for s in schemes)} URL")
         if parts.username or parts.password or parts.query or parts.fragment:
             raise self.error(name, "must not contain credentials, a query or a fragment")
@@ -203,3 +223,12 @@ class Table:
         if not path.parent.is_dir():
             raise self.error(name, f"directory {path.parent} does not exist")
         return path
+
+
+def _loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

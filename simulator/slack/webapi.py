@@ -160,6 +160,9 @@ def auth_test(ws: Workspace, args: JSON) -> JSON:
         "team_id": ws.team_id,
         "user_id": ws.bot_user_id,
         "bot_id": ws.bot_id,
+        # A bot token's auth.test names its app too (slackapi/node-slack-sdk
+        # packages/web-api/src/types/response/AuthTestResponse.ts: app_id, app_name).
+        "app_id": ws.app_id,
         "is_enterprise_install": False,
     }
 
