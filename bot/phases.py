@@ -5,17 +5,21 @@ first, then fires the trigger that records its outcome."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import requests
 from sqlite_utils import Database
 
 from bot import blocks, messages
 from bot.approval_requests import ApprovalRequests
 from bot.approving import Approving
 from bot.config import Settings
+from bot.microsoft.azure import ArmError
+from bot.microsoft.graph import GraphError
 from bot.microsoft.steps.base import Step
 from bot.microsoft.tenant import StepError
 from bot.microsoft.tokens import TokenError
@@ -32,6 +36,31 @@ from storage import closures as closures_db
 from storage.closures import ClosureRow, StepRow
 
 PROGRESS_EVERY = 2.0  # seconds between status-message edits for progress (Slack tier 3)
+# Entra's reads are eventually consistent: a read right after a write may reach a replica that
+# has not caught up, and replication "might take several minutes" (MicrosoftDocs/
+# SupportArticles-docs support/entra/entra-id/app-integration/
+# 404-not-found-error-manage-objects-microsoft-graph.md: wait, then retry). A verification
+# that finds the step's writes not (yet) visible re-reads for this long before the step fails.
+SETTLE = 120.0
+SETTLE_FIRST = 1.0  # the first re-read's delay; it doubles, capped at poll_interval
+OUTAGE_FIRST = 1.0  # after a Microsoft outage: the first wait; doubles, capped at poll_interval
+log = logging.getLogger("close_account_bot.runner")
+
+
+def retry_can_fix(exc: BaseException) -> bool:
+    """Whether an error from Microsoft is one that trying again later can fix: Microsoft did
+    not answer (a dropped connection, a timeout), answered 5xx, or throttled (429). Graph's
+    own bounded retries were spent already. `throttledTooLong` is not one: after 30 minutes of
+    429s with nothing admitted a person should know (the step fails and says so)."""
+    if isinstance(exc, GraphError):
+        if exc.code == "throttledTooLong":
+            return False
+        return exc.code == "connectionError" or exc.status == 429 or exc.status >= 500
+    if isinstance(exc, ArmError):
+        return exc.status in (0, 429) or exc.status >= 500
+    if isinstance(exc, TokenError):  # the authority did not answer
+        return isinstance(exc.__cause__, requests.RequestException)
+    return False
 
 
 class Interrupted(Exception):
@@ -49,7 +78,13 @@ class Phases:
     transitions: Transitions
     outbox: Outbox
     status: Status
+    settle: float = SETTLE  # how long a verification re-reads before the step fails
     _last_progress: dict[str, float] = field(default_factory=dict, init=False, repr=False)
+    # Per closure: consecutive outages seen; (state, first failed verification, re-reads).
+    _outages: dict[str, int] = field(default_factory=dict, init=False, repr=False)
+    _settling: dict[str, tuple[str, float, int]] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     async def run(self, row: ClosureRow) -> float | None:
         """Do the current phase's work; how long until it needs looking at again (None: now,
@@ -65,7 +100,33 @@ class Phases:
         }.get(phase)
         if handler is None:
             return math.inf  # blocked, rejected, failed: wait for a person
-        return await handler(row, step)
+        try:
+            delay = await handler(row, step)
+        except (GraphError, ArmError, TokenError) as exc:
+            if not retry_can_fix(exc):
+                raise
+            return self._outage(row, exc)
+        self._outages.pop(row.id, None)
+        return delay
+
+    def _outage(self, row: ClosureRow, exc: Exception) -> float:
+        """Microsoft is down or overloaded: the step does not fail for it. Wait (exponential,
+        capped at poll_interval) and do the phase again; say so in the log each time."""
+        count = self._outages[row.id] = self._outages.get(row.id, 0) + 1
+        wait = float(
+            min(self.settings.timing.poll_interval, OUTAGE_FIRST * 2 ** min(count - 1, 30))
+        )
+        log.warning(
+            "closure %s: Microsoft did not answer in %s (%s); trying again in %.1f s"
+            " (%d in a row), the step does not fail for this",
+            row.id,
+            row.state,
+            exc,
+            wait,
+            count,
+            extra={"closure_id": row.id, "tenant": row.tenant, "state": row.state},
+        )
+        return wait
 
     def _record(self, row: ClosureRow, action: str, step: str, **kw: Any) -> None:
         audit.record(self.db, row, action, at=self.clock(), step=step, **kw)
@@ -294,7 +355,11 @@ class Phases:
 
     async def _verifying(self, row: ClosureRow, step: str) -> float | None:
         plan = self.planner.approved(row, step) or Plan(step, row.tenant_id, ())
-        pending = await self.planner.action(row).verify(self.planner.context(row), plan)
+        try:
+            pending = await self.planner.action(row).verify(self.planner.context(row), plan)
+        except StepError as exc:
+            return self._not_caught_up(row, exc)
+        self._settling.pop(row.id, None)
         if pending:
             closures_db.update_step(self.db, row.id, step, next_check_at=None)
             await self.transitions.transition(
@@ -336,3 +401,27 @@ class Phases:
             posts.append(Post(messages.closed(row.tenant, row.tenant_id)))
         await self.transitions.transition(row.id, row.state, "verified", also=finish, posts=posts)
         return None
+
+    def _not_caught_up(self, row: ClosureRow, exc: StepError) -> float:
+        """A verification found the step's writes not visible: Entra may not have caught up.
+        Re-read (the first after SETTLE_FIRST, doubling, capped at poll_interval) for up to
+        `settle` seconds since the first such read; then the step fails with what is wrong."""
+        now = self.clock()
+        state, since, tries = self._settling.get(row.id, (row.state, now, 0))
+        if state != row.state:
+            since, tries = now, 0
+        waited = now - since
+        if waited >= self.settle:
+            self._settling.pop(row.id, None)
+            raise StepError(f"{exc} (still so after re-reading for {waited:.0f} s)") from exc
+        self._settling[row.id] = (row.state, since, tries + 1)
+        poll = self.settings.timing.poll_interval
+        wait = float(min(poll, SETTLE_FIRST * 2 ** min(tries, 30), self.settle - waited))
+        log.info(
+            "closure %s: %s; Entra may not have caught up yet, reading again in %.1f s",
+            row.id,
+            exc,
+            wait,
+            extra={"closure_id": row.id, "tenant": row.tenant, "state": row.state},
+        )
+        return wait

@@ -115,13 +115,16 @@ class Transitions:
                     self.outbox.enqueue(closure_id, post)
             new = closures_db.get_closure(self.db, closure_id)
         logs.note_state(closure_id, model.state)
+        # A failure's line says why (the reason is what the thread says too; never a secret).
+        why = f": {reason}" if reason and trigger == "fail" else ""
         log.info(
-            "closure %s: %s -> %s (%s by %s)",
+            "closure %s: %s -> %s (%s by %s)%s",
             closure_id,
             row.state,
             model.state,
             trigger,
             actor,
+            why,
             extra={
                 "closure_id": closure_id,
                 "tenant": row.tenant,
@@ -129,6 +132,7 @@ class Transitions:
                 "from_state": row.state,
                 "trigger": trigger,
                 "actor": actor,
+                **({"reason": reason} if why else {}),
             },
         )
         self.wake(closure_id)

@@ -61,7 +61,7 @@ async def test_bot_turns_sync_off_as_an_approved_action(make_world: MakeWorld) -
     users = await world.wait_request("delete_users", count=2)
     assert not world.tenant.sync_enabled
     patches = [r for r in world.microsoft.requests if r.method == "PATCH"]
-    assert [r.path.split("?")[0].startswith("/beta/organization/") for r in patches] == [True]
+    assert [r.path.split("?")[0].startswith("/v1.0/organization/") for r in patches] == [True]
     assert not [r for r in world.microsoft.requests if r.method == "DELETE"]
     assert "users" in str(users.blocks)
     await world.vote(users, APPROVERS[0])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 from collections import Counter
 
@@ -99,3 +100,25 @@ async def test_status_edits_are_coalesced_to_one_per_interval(make_world: MakeWo
     assert len(edits) >= 2
     gaps = [b - a for a, b in itertools.pairwise(edits)]
     assert all(gap >= 0.9 for gap in gaps), gaps
+
+
+@pytest.mark.parametrize("outage", ["503", "dropped"])
+async def test_a_microsoft_outage_never_fails_a_step(
+    make_world: MakeWorld, outage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Microsoft failing longer than Graph's own retries (5xx or no answer, while step 2 waits on
+    the admin) is waited out with a warning each time: the step does not fail, the closure
+    closes."""
+    caplog.set_level(logging.WARNING, logger="close_account_bot.runner")
+    world = await make_world(users=10)
+    faults = world.microsoft.faults
+    if outage == "503":  # three times Graph's 8 attempts: the phase itself must wait
+        faults.error(503, 24, path_prefix="/v1.0/directory/subscriptions")
+    else:
+        faults.drop(24, path_prefix="/v1.0/directory/subscriptions")
+    await run_to_closed(world)
+    assert not [m for m in world.slack.messages if "failed" in m.text]
+    warnings = [
+        r.getMessage() for r in caplog.records if "Microsoft did not answer" in r.getMessage()
+    ]
+    assert warnings and "the step does not fail" in warnings[0]

@@ -78,7 +78,6 @@ REQUIRED_ROLES: tuple[Need, ...] = (
         "PATCH",
         "organization/{id}",
         ("Organization.ReadWrite.All",),
-        version="beta",
         optional=True,
     ),
     Need(

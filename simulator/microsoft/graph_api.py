@@ -30,10 +30,9 @@ _TABLE: list[tuple[str, frozenset[str], dict[str, Handler]]] = [
     ),
     ("roleManagement/directory/roleAssignments", _BOTH, {"GET": directory.role_assignments}),
     ("organization", _BOTH, {"GET": settings.organization}),
-    ("organization/{id}", frozenset({"v1.0"}), {"GET": settings.organization}),
     (
         "organization/{id}",
-        _BETA,
+        _BOTH,
         {"GET": settings.organization, "PATCH": settings.patch_organization},
     ),
     ("directory/subscriptions", _BOTH, {"GET": settings.subscriptions}),

@@ -12,6 +12,7 @@ from simulator.microsoft.graph_data import SimTenant, iso
 from simulator.microsoft.graph_directory import user_or_404
 from simulator.microsoft.graph_odata import (
     Caller,
+    GraphError,
     GraphRequest,
     GraphResponse,
     bad_request,
@@ -150,7 +151,17 @@ def get_security_defaults(tenant: SimTenant, caller: Caller, req: GraphRequest) 
 
 
 def patch_organization(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
-    """Beta organization update; the bot sends only onPremisesSyncEnabled: false."""
+    """The organization update, documented in v1.0 (microsoftgraph/microsoft-graph-docs-contrib
+    api-reference/v1.0/api/organization-update.md: PATCH /organization/{id}, Application
+    Organization.ReadWrite.All, 204). The bot sends only onPremisesSyncEnabled: false. Beta is
+    refused here (strictest plausible): a preview version is no contract for a destructive
+    write the bot makes, so a bot that still PATCHes beta is caught by the tests."""
+    if req.version != "v1.0":
+        raise GraphError(
+            405,
+            "Request_BadRequest",
+            "Specified HTTP method is not allowed for the request target.",
+        )
     if req.segments[1] != tenant.tenant_id:
         raise not_found(req.segments[1])
     enabled = patch_body(req, {"onPremisesSyncEnabled"})["onPremisesSyncEnabled"]
@@ -166,6 +177,85 @@ def patch_security_defaults(tenant: SimTenant, caller: Caller, req: GraphRequest
         raise bad_request("Invalid value for property 'isEnabled': a boolean is expected.")
     tenant.security_defaults_enabled = enabled
     return no_content()
+
+
+# The built-in authentication strengths (microsoftgraph/microsoft-graph-docs-contrib
+# api-reference/v1.0/resources/authenticationstrengthpolicy.md: policyType builtIn, and
+# requirementsSatisfied "mfa" when the strength grants the MFA claim; a custom strength may
+# satisfy "none"). The IDs are Entra's fixed built-in ones.
+AUTH_STRENGTHS: dict[str, dict[str, Any]] = {
+    "00000000-0000-0000-0000-000000000002": {
+        "displayName": "Multifactor authentication",
+        "allowedCombinations": [
+            "windowsHelloForBusiness",
+            "fido2",
+            "password,microsoftAuthenticatorPush",
+        ],
+    },
+    "00000000-0000-0000-0000-000000000003": {
+        "displayName": "Passwordless MFA",
+        "allowedCombinations": [
+            "windowsHelloForBusiness",
+            "fido2",
+            "microsoftAuthenticatorPhoneSignIn",
+        ],
+    },
+    "00000000-0000-0000-0000-000000000004": {
+        "displayName": "Phishing-resistant MFA",
+        "allowedCombinations": ["windowsHelloForBusiness", "fido2", "x509CertificateMultiFactor"],
+    },
+}
+
+
+def add_strength_policy(
+    tenant: SimTenant,
+    display: str,
+    *,
+    state: str = "enabled",
+    strength: str = "00000000-0000-0000-0000-000000000004",
+    requirements: str = "mfa",
+) -> str:
+    """A conditional access policy that requires MFA through an authentication strength alone
+    (no `mfa` in builtInControls): conditionalAccessGrantControls.authenticationStrength
+    (api-reference/v1.0/resources/conditionalaccessgrantcontrols.md), the strength as Graph
+    returns it with the policy. Returns the policy's ID."""
+    if state not in _CA_STATES:
+        raise ValueError(f"unknown conditional access state {state!r}")
+    stamp = iso(tenant.now())
+    builtin = AUTH_STRENGTHS.get(strength)
+    policy_id = tenant.guid()
+    tenant.ca_policies[policy_id] = {
+        "id": policy_id,
+        "templateId": None,
+        "displayName": display,
+        "description": None,
+        "createdDateTime": stamp,
+        "modifiedDateTime": stamp,
+        "state": state,
+        "sessionControls": None,
+        "conditions": {
+            "clientAppTypes": ["all"],
+            "applications": {"includeApplications": ["All"], "excludeApplications": []},
+            "users": {"includeUsers": ["All"], "excludeUsers": []},
+        },
+        "grantControls": {
+            "operator": "OR",
+            "builtInControls": [],
+            "customAuthenticationFactors": [],
+            "termsOfUse": [],
+            "authenticationStrength": {
+                "id": strength,
+                "createdDateTime": stamp,
+                "modifiedDateTime": stamp,
+                "displayName": (builtin or {}).get("displayName", "Custom strength"),
+                "description": None,
+                "policyType": "builtIn" if builtin else "custom",
+                "requirementsSatisfied": requirements,
+                "allowedCombinations": list((builtin or {}).get("allowedCombinations", [])),
+            },
+        },
+    }
+    return policy_id
 
 
 def list_ca(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:

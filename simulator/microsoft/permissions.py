@@ -94,13 +94,13 @@ TABLE: tuple[Permission, ...] = (
     # Directory.ReadWrite.All
     Permission("GET", "organization", _ORG_READ, _DOCS + "v1.0/api/organization-get.md"),
     Permission("GET", "organization/{id}", _ORG_READ, _DOCS + "v1.0/api/organization-get.md"),
-    # beta/api/organization-update.md: Application | Organization.ReadWrite.All
+    # v1.0/api/organization-update.md: Application | Organization.ReadWrite.All
     Permission(
         "PATCH",
         "organization/{id}",
         ("Organization.ReadWrite.All",),
-        _DOCS + "beta/api/organization-update.md",
-        _BETA,
+        _DOCS + "v1.0/api/organization-update.md",
+        _V1,
     ),
     # v1.0/includes/permissions/directory-list-subscriptions-permissions.md: Application |
     # Organization.Read.All | Directory.Read.All, Organization.ReadWrite.All

@@ -28,6 +28,7 @@ from simulator.microsoft.azure import AzureEstate, AzureRefused
 from simulator.microsoft.azure import handle as azure_handle
 from simulator.microsoft.graph_batch import run_batch, validate_batch
 from simulator.microsoft.graph_data import DEFAULT_APP_ROLES, ROLE_IDS, SimError, SimTenant
+from simulator.microsoft.graph_lag import ReplicaLag
 from simulator.microsoft.graph_odata import (
     JSON_TYPE,
     PAYLOAD_ERROR,
@@ -95,6 +96,8 @@ class MicrosoftSimulator:
         self.throttler = Throttler(clock, time_scale)
         self.reports = Reports(lambda: self.base_url, clock)  # usage reports' downloads
         self._gate = WriteGate()
+        # Entra's eventual consistency: reads after a write may show the old state (graph_lag).
+        self.lag = ReplicaLag(clock)
         self._runner: web.AppRunner | None = None
 
     # -- tenants -------------------------------------------------------------------------------
@@ -526,9 +529,16 @@ class MicrosoftSimulator:
             throttled, headers = self.throttler.check(tenant, req, write)
             if throttled is not None:
                 return throttled
+            stale = None if write else self.lag.read(tenant.tenant_id, req)
+            if stale is not None:
+                stale.headers.update(headers)
+                return stale
             resp = handler(tenant, caller, req)
             if write and resp.status < 300:
                 self._gate.succeeded()
+                self.lag.wrote()
+            elif not write:
+                self.lag.served(tenant.tenant_id, req, resp)
             resp.headers.update(headers)
             return resp
         except GraphError as err:

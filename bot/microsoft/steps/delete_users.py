@@ -3,9 +3,10 @@ its undo restores until step 5 purges them)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from bot.config_table import GUID
 from bot.microsoft.graph import BatchRequest
 from bot.microsoft.steps import disable_sync
 from bot.microsoft.steps.base import BATCH, Progress, Step, StepContext, batched, deletes
@@ -15,6 +16,26 @@ from statemachine.plan import Blocker, Item, Plan
 DELETED_USERS = "/directory/deletedItems/microsoft.graph.user"
 RETAINED_MISSING = "retained_missing"
 RETAINED_NOT_ADMIN = "retained_not_admin"
+
+
+def keeps(entry: str, user: Mapping[str, Any]) -> bool:
+    """Whether a `retain` entry names this user: an object ID (a GUID) by the user's `id`, any
+    other entry by its user principal name, both case-insensitively."""
+    key = entry.strip().lower()
+    if GUID.fullmatch(key):
+        return str(user.get("id", "")).lower() == key
+    return str(user.get("userPrincipalName", "")).lower() == key
+
+
+def is_retained(retain: Iterable[str], user: Mapping[str, Any]) -> bool:
+    return any(keeps(entry, user) for entry in retain)
+
+
+def retained_users(
+    retain: Iterable[str], users: Sequence[Mapping[str, Any]]
+) -> dict[str, Mapping[str, Any] | None]:
+    """Each `retain` entry (as configured) and the user it names, or None if none."""
+    return {entry: next((u for u in users if keeps(entry, u)), None) for entry in retain}
 
 
 class RestoreUsers:
@@ -75,24 +96,25 @@ class DeleteUsers(Step):
     async def plan(self, ctx: StepContext) -> Plan:
         tenant, org = ctx.tenant, ctx.org
         users = await list_users(tenant)
-        retain = tenant.retained()
+        retain = tenant.settings.retain
         admins = await global_admins(tenant)
-        present = {str(u.get("userPrincipalName", "")).lower() for u in users}
         blockers = []
-        for upn in sorted(retain):
-            if upn not in present:
+        for entry, user in sorted(retained_users(retain, users).items()):
+            upn = str(user.get("userPrincipalName", "")) if user else ""
+            if user is None:
                 blockers.append(
                     Blocker(
                         RETAINED_MISSING,
-                        f"The retained account {upn} does not exist. Fix: correct `retain` in the"
-                        " config, or create the account and make it a Global Administrator.",
+                        f"The retained account {entry} does not exist. Fix: correct `retain` in"
+                        " the config, or create the account and make it a Global Administrator.",
                     )
                 )
-            elif upn not in admins:
+            elif upn.lower() not in admins:
+                named = upn if upn.lower() == entry.lower() else f"{entry} ({upn})"
                 blockers.append(
                     Blocker(
                         RETAINED_NOT_ADMIN,
-                        f"The retained account {upn} holds no active Global Administrator"
+                        f"The retained account {named} holds no active Global Administrator"
                         " assignment. Fix: Entra admin center > Roles & admins > Global"
                         " Administrator > Add assignments (active, not eligible), then `retry`.",
                     )
@@ -107,7 +129,7 @@ class DeleteUsers(Step):
                 {"userType": u.get("userType") or "Member"},
             )
             for u in users
-            if str(u.get("userPrincipalName", "")).lower() not in retain
+            if not is_retained(retain, u)
         )
         return Plan(self.name, tenant.tenant_id, items, tuple(blockers), facts=facts(dict(org)))
 
@@ -118,11 +140,11 @@ class DeleteUsers(Step):
             raise StepError(f"{len(refusals)} deletes refused; first: {refusals[0].text('delete')}")
 
     async def verify(self, ctx: StepContext, plan: Plan) -> list[str]:
-        retain = ctx.tenant.retained()
-        left = [str(u.get("userPrincipalName")) for u in await list_users(ctx.tenant)]
-        extra = [u for u in left if u.lower() not in retain]
+        retain = ctx.tenant.settings.retain
+        users = await list_users(ctx.tenant)
+        extra = [str(u.get("userPrincipalName")) for u in users if not is_retained(retain, u)]
         problems = [f"{len(extra)} users still exist, e.g. {', '.join(extra[:3])}"] if extra else []
-        missing = retain - {u.lower() for u in left}
+        missing = [e for e, u in retained_users(retain, users).items() if u is None]
         if missing:
             problems.append(f"retained accounts missing: {', '.join(sorted(missing))}")
         if problems:

@@ -1,5 +1,7 @@
 """Step 4, disable multi-factor authentication: security defaults, conditional access policies
-that require MFA, per-user MFA. Its undo puts each setting back to the state its plan recorded."""
+that require MFA (a built-in `mfa` control or an authentication strength), per-user MFA of
+every account but the retained Global Administrator. Its undo puts each setting back to the
+state its plan recorded."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from typing import Any
 
 from bot.microsoft.graph import GraphError
 from bot.microsoft.steps.base import Progress, Step, StepContext
+from bot.microsoft.steps.delete_users import is_retained
 from bot.microsoft.tenant import StepError, Tenant, facts, list_users
 from statemachine.plan import Item, Plan
 
@@ -25,23 +28,52 @@ def _requirements(user_id: str) -> str:
     return f"/users/{user_id}/authentication/requirements"
 
 
+def requires_mfa(policy: dict[str, Any]) -> str | None:
+    """Why a conditional access policy requires MFA, or None. Its grant controls require MFA
+    through the built-in `mfa` control or through an authentication strength (a policy may
+    carry either: microsoftgraph/microsoft-graph-docs-contrib api-reference/v1.0/resources/
+    conditionalaccessgrantcontrols.md, authenticationStrength; every built-in strength grants
+    the MFA claim, authenticationstrengthpolicy.md requirementsSatisfied)."""
+    grant = policy.get("grantControls") or {}
+    reasons = []
+    if "mfa" in (grant.get("builtInControls") or []):
+        reasons.append("requires MFA")
+    strength = grant.get("authenticationStrength")
+    if isinstance(strength, dict):
+        name = strength.get("displayName") or strength.get("id") or "an authentication strength"
+        reasons.append(f"requires the authentication strength {name}")
+    return " and ".join(reasons) or None
+
+
 async def _mfa_items(tenant: Tenant) -> list[Item]:
     items: list[Item] = []
     defaults = await tenant.graph.get(SECURITY_DEFAULTS)
     if defaults.get("isEnabled"):
-        items.append(Item("security_defaults", "security_defaults", "Security defaults"))
+        items.append(
+            Item(
+                "security_defaults",
+                "security_defaults",
+                "Security defaults (require MFA registration for everyone)",
+            )
+        )
     for policy in await tenant.graph.get_all(CA_POLICIES):
-        controls = (policy.get("grantControls") or {}).get("builtInControls") or []
-        if "mfa" in controls and policy.get("state") != "disabled":
+        why = requires_mfa(policy)
+        if why and policy.get("state") != "disabled":
             items.append(
                 Item(
                     "ca_policy",
                     str(policy["id"]),
-                    str(policy.get("displayName", "")),
-                    {"state": policy.get("state")},
+                    f"{policy.get('displayName', '')} ({why})",
+                    {"state": policy.get("state"), "why": why},
                 )
             )
+    # Microsoft's close-your-account page, step 4: "disable all accounts except for the global
+    # admin account that you're currently using" (MicrosoftDocs/microsoft-365-docs
+    # microsoft-365/commerce/close-your-account.md): the retained administrator keeps its MFA.
+    retain = tenant.settings.retain
     for user in await list_users(tenant):
+        if is_retained(retain, user):
+            continue
         body = await tenant.graph.get(_requirements(user["id"]), beta=True)
         state = body.get("perUserMfaState")
         if state and state != "disabled":

@@ -16,7 +16,7 @@ def blocker() -> Blocker:
     return Blocker(
         SYNC_ON,
         "Directory synchronization is on: deleted users would come back from on-premises."
-        " Fix: turn off Microsoft Entra Connect sync (Update-MgBetaOrganization"
+        " Fix: turn off Microsoft Entra Connect sync (Update-MgOrganization"
         " -OnPremisesSyncEnabled:$false); it can take up to 72 hours to finish. Then `retry`.",
     )
 
@@ -43,10 +43,12 @@ class DisableSync(Step):
         return Plan(self.name, ctx.tenant.tenant_id, items, (), checklist, facts(dict(org)))
 
     async def execute(self, ctx: StepContext, plan: Plan, progress: Progress, start: int) -> None:
-        """Microsoft's documented organization update (beta): onPremisesSyncEnabled false."""
+        """Microsoft's organization update through its documented version, v1.0
+        (microsoftgraph/microsoft-graph-docs-contrib api-reference/v1.0/api/
+        organization-update.md): onPremisesSyncEnabled false."""
         for item in plan.of_kind(SYNC_ITEM):
             await ctx.tenant.graph.patch(
-                f"/organization/{item.id}", {"onPremisesSyncEnabled": False}, beta=True
+                f"/organization/{item.id}", {"onPremisesSyncEnabled": False}
             )
         await progress(1, 1)
 
