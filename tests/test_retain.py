@@ -14,6 +14,7 @@ from bot.microsoft.tenant import organization
 from bot.world import World
 from statemachine.plan import Plan
 from tests.conftest import MakeWorld
+from tests.test_faults import run_to_closed
 
 USER = {"id": "0A1B2C3D-0000-4000-8000-00000000ABCD", "userPrincipalName": "Admin@Contoso.com"}
 
@@ -56,3 +57,18 @@ async def test_step_1_keeps_the_admin_named_by_object_id(make_world: MakeWorld) 
     assert admin["id"] not in ids and len(ids) == 7
     missing = await plan_with(world, ("99999999-9999-4999-8999-999999999999",))
     assert [b.code for b in missing.blockers] == [RETAINED_MISSING]
+
+
+async def test_a_whole_closure_keeps_the_admin_named_by_object_id(make_world: MakeWorld) -> None:
+    """With `retain` holding only the admin's object ID, every step (step 5's 'exactly one
+    retained Global Administrator' included) recognises the admin, and the tenant is closed."""
+    world = await make_world(users=8, start=False)
+    upn = world.tenant.retained_upn
+    admin = world.tenant.find_user(upn)
+    assert admin is not None
+    text = world.config_path.read_text()
+    assert f'retain = ["{upn}"]' in text
+    world.config_path.write_text(text.replace(f'retain = ["{upn}"]', f'retain = ["{admin["id"]}"]'))
+    await world.start_bot()
+    await run_to_closed(world)
+    assert world.tenant.deleted

@@ -37,10 +37,6 @@ class Tenant:
     def tenant_id(self) -> str:
         return self.settings.tenant_id
 
-    def retained(self) -> set[str]:
-        """The retained accounts' user principal names, lower case."""
-        return {r.lower() for r in self.settings.retain}
-
 
 async def organization(tenant: Tenant) -> dict[str, Any]:
     """The organization as Graph shows it: id, display name, primary domain, sync state."""

@@ -16,6 +16,7 @@ from bot.microsoft.azure import ArmError
 from bot.microsoft.graph import GraphError
 from bot.microsoft.permissions import REQUIRED_ROLES
 from bot.microsoft.steps.base import Outstanding, Progress, Step, StepContext, batched, deletes
+from bot.microsoft.steps.delete_users import is_retained
 from bot.microsoft.tenant import (
     StepError,
     Tenant,
@@ -59,10 +60,7 @@ async def tenant_gone(
 
 async def _retained_blockers(tenant: Tenant, users: list[dict[str, Any]]) -> list[Blocker]:
     """Exactly one retained user may be left, and it must be an active Global Administrator."""
-    retain = tenant.retained()
-    kept = [
-        str(u["userPrincipalName"]) for u in users if str(u["userPrincipalName"]).lower() in retain
-    ]
+    kept = [str(u["userPrincipalName"]) for u in users if is_retained(tenant.settings.retain, u)]
     if len(kept) > 1:
         return [Blocker(SEVERAL_RETAINED, messages.several_retained(sorted(kept)))]
     admins = await global_admins(tenant)
@@ -116,10 +114,9 @@ class DeleteDirectory(Step):
     async def plan(self, ctx: StepContext) -> Plan:
         tenant, org = ctx.tenant, ctx.org
         graph = tenant.graph
-        retain = tenant.retained()
         blockers: list[Blocker] = await _permission_blockers(tenant)
         users = await list_users(tenant)
-        others = [u for u in users if str(u.get("userPrincipalName", "")).lower() not in retain]
+        others = [u for u in users if not is_retained(tenant.settings.retain, u)]
         if others:
             blockers.append(
                 Blocker(
