@@ -3,11 +3,15 @@ preparation) and the audit export; each answers with a `Reply` whose refusals ca
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+import aiohttp
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlite_utils import Database
 
@@ -17,16 +21,20 @@ from bot.config import Settings, TenantSettings
 from bot.identity import Directory
 from bot.microsoft.steps import implementation
 from bot.outbox import Post
+from bot.slackapi import slack_error
 from bot.status import Status, rollback_possible
 from bot.transitions import Transitions
 from statemachine import approvals as rules
 from statemachine import steps
 from statemachine.closure import initial_state, split_state
 from statemachine.steps import ROLLBACK
+from storage import approvals as requests_db
 from storage import audit
 from storage import closures as closures_db
 from storage.closures import ClosureRow
 from storage.db import transaction
+
+log = logging.getLogger("close_account_bot.actions")
 
 
 class Refused(StrEnum):
@@ -40,6 +48,7 @@ class Refused(StrEnum):
     WRONG_STATE = "wrong_state"
     POINT_OF_NO_RETURN = "point_of_no_return"
     RACED = "raced"  # the closure moved while the command was being carried out
+    SLACK = "slack"  # Slack refused what the command needed (the text says what to fix)
 
 
 @dataclass(frozen=True)
@@ -111,7 +120,10 @@ class Actions:
                 Refused.ALREADY_OPEN,
                 messages.reply("already_open", tenant=tenant.name, state=state),
             )
-        await self.status.refresh(closure_id)
+        try:
+            await self.status.refresh(closure_id)
+        except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
+            return await self._unstarted(closure_id, tenant.name, user, slack_error(exc))
         self.spawn(closure_id)
         return Reply(
             True,
@@ -119,6 +131,25 @@ class Actions:
                 "started", tenant=tenant.name, channel=self.settings.slack.progress_channel
             ),
         )
+
+    async def _unstarted(self, closure_id: str, tenant: str, user: str, error: str) -> Reply:
+        """Slack refused the first status message: the closure is aborted before it did anything
+        (no half-open closure holds the tenant), and the admin hears why and what to fix."""
+        log.warning("closure %s: Slack refused the status message: %s", closure_id, error)
+        text = messages.start_refused_by_slack(tenant, error)
+        try:
+            await self.transitions.transition(
+                closure_id,
+                None,
+                "abort",
+                actor="bot",
+                reason=text,
+                detail={"why": "status message refused", "slack_error": error},
+            )
+        except (SlackApiError, aiohttp.ClientError, TimeoutError):
+            pass  # the abort is saved before Slack is told; Slack is what failed
+        closures_db.set_status_shown(self.db, closure_id, "aborted")  # nothing left to show
+        return refused(Refused.SLACK, text)
 
     def _open(self, tenant_name: str, user: str, what: str) -> ClosureRow | Reply:
         """The tenant's open closure for an admin to act on, or why not."""
@@ -136,6 +167,14 @@ class Actions:
         if isinstance(row, Reply):
             return row
         why = reason or "no reason given"
+
+        def close_requests() -> list[Post]:
+            # Open requests end with the closure: a later reaction is no vote.
+            for req in requests_db.requests_of(self.db, row.id):
+                if req.status == "open":
+                    requests_db.set_request_status(self.db, req.id, "void")
+            return []
+
         if await self.transitions.transition(
             row.id,
             None,
@@ -143,6 +182,7 @@ class Actions:
             actor=user,
             reason=messages.abort_reason(why),
             detail={"reason": why},
+            also=close_requests,
             posts=[Post(messages.aborted(user, why))],
         ):
             return Reply(True, messages.reply("abort_done", tenant=row.tenant))
@@ -272,25 +312,27 @@ class Actions:
         if row is None or row.status_ts is None:
             return refused(Refused.NO_CLOSURE, messages.reply("no_thread", tenant=tenant.name))
         rows = audit.trail(self.db, tenant.name)
+        stamp = f"{tenant.name}-audit-{row.id}"
+        # A long closure's trail (50,000 rows) takes seconds to render: off the event loop.
+        csv_text, json_text = await asyncio.to_thread(
+            lambda: (auditlog.as_csv(rows).encode(), auditlog.as_json(rows).encode())
+        )
+        try:
+            await self.client.files_upload_v2(
+                channel=row.channel,
+                thread_ts=row.status_ts,
+                initial_comment=messages.audit_posted(tenant.name, len(rows), user),
+                file_uploads=[
+                    {"content": csv_text, "filename": f"{stamp}.csv", "title": f"{stamp}.csv"},
+                    {"content": json_text, "filename": f"{stamp}.json", "title": f"{stamp}.json"},
+                ],
+            )
+        except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
+            error = slack_error(exc)
+            log.warning("closure %s: audit export not posted: %s", row.id, error)
+            return refused(Refused.SLACK, messages.audit_upload_failed(tenant.name, error))
+        # Recorded once the files are in Slack: the trail never claims an export that failed.
         audit.record(
             self.db, row, "audit_export", at=self.clock(), actor=user, detail={"rows": len(rows)}
-        )
-        stamp = f"{tenant.name}-audit-{row.id}"
-        await self.client.files_upload_v2(
-            channel=row.channel,
-            thread_ts=row.status_ts,
-            initial_comment=messages.audit_posted(tenant.name, len(rows), user),
-            file_uploads=[
-                {
-                    "content": auditlog.as_csv(rows),
-                    "filename": f"{stamp}.csv",
-                    "title": f"{stamp}.csv",
-                },
-                {
-                    "content": auditlog.as_json(rows),
-                    "filename": f"{stamp}.json",
-                    "title": f"{stamp}.json",
-                },
-            ],
         )
         return Reply(True, messages.reply("audit_done", tenant=tenant.name, entries=len(rows)))

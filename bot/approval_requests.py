@@ -7,12 +7,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlite_utils import Database
 
 from bot import blocks, messages
 from bot.approvers import Approvers
 from bot.outbox import Post
+from bot.slackapi import slack_error
 from statemachine.plan import Plan
 from storage import approvals as requests_db
 from storage import closures as closures_db
@@ -49,27 +51,35 @@ class ApprovalRequests:
             requests_db.set_marked(self.db, req.id, req.status)
 
     async def mark(self, req: RequestRow) -> None:
+        """Show how the request ended; a message deleted meanwhile has nothing to show it."""
         votes = requests_db.votes_for(self.db, req.id)
-        outcome = messages.request_outcome(
-            req.status,
-            [v.approver for v in votes if v.kind == "approve"],
-            [v.approver for v in votes if v.kind == "veto"],
-        )
         row = closures_db.get_closure(self.db, req.closure_id)
         plan_row = closures_db.get_plan(self.db, req.plan_id)
         if row is None or plan_row is None or req.channel is None or req.ts is None:
             return
+        if req.status == "void" and row.state == "aborted":  # closed by `abort`
+            outcome = messages.REQUEST_ABORTED
+        else:
+            outcome = messages.request_outcome(
+                req.status,
+                [v.approver for v in votes if v.kind == "approve"],
+                [v.approver for v in votes if v.kind == "veto"],
+            )
         plan = plan_row.plan
         body, metadata = await self._message(
             row, plan, quorum=req.quorum, expires_at=req.expires_at, outcome=outcome
         )
-        await self.client.chat_update(
-            channel=req.channel,
-            ts=req.ts,
-            text=f"{outcome}: " + messages.approval_summary(plan.step, plan.hash),
-            blocks=body,
-            metadata=metadata,
-        )
+        try:
+            await self.client.chat_update(
+                channel=req.channel,
+                ts=req.ts,
+                text=f"{outcome}: " + messages.approval_summary(plan.step, plan.hash),
+                blocks=body,
+                metadata=metadata,
+            )
+        except SlackApiError as exc:
+            if slack_error(exc) != "message_not_found":
+                raise
 
     async def _message(
         self,

@@ -25,6 +25,7 @@ from bot.phases import Phases
 from bot.planner import Planner
 from bot.reactions import Reactions
 from bot.runner import Background, Runner, Wakers
+from bot.slackapi import BotIdentity
 from bot.status import Status
 from bot.transitions import Transitions
 
@@ -62,6 +63,7 @@ def build_core(
     background = Background()
     backoff = min(settings.timing.poll_interval, 30.0)  # after an error that changed nothing
     requests = ApprovalRequests(db=db, client=client, approvers=approvers)
+    me = BotIdentity(client)  # only the bot's own messages are the bot's
     # The status message and the thread each need the other: posts go in the status message's
     # thread (so it is posted first), and the thread says a thing before the status does.
     outbox: Outbox
@@ -69,6 +71,7 @@ def build_core(
     status = Status(
         db=db,
         client=client,
+        me=me,
         clock=clock,
         interval=interval,
         # "0s" shows every edit at once (the tests); otherwise all status messages share one
@@ -81,6 +84,7 @@ def build_core(
     outbox = Outbox(
         db=db,
         client=client,
+        me=me,
         clock=clock,
         show_status=status.refresh,
         mark_requests=requests.mark_all,
@@ -133,6 +137,7 @@ def build_core(
         transitions=transitions,
         outbox=outbox,
         status=status,
+        requests=requests,
         wakers=wakers,
         background=background,
         backoff=backoff,

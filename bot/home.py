@@ -34,6 +34,7 @@ from bot.messages import (
     plain,
     shown_reason,
     slack_date,
+    slack_trouble,
     state_words,
 )
 from bot.status import status_view
@@ -43,6 +44,7 @@ from statemachine.closure import FINAL_STATES, split_state
 from statemachine.steps import ROLLBACK
 from storage import approvals as requests_db
 from storage import closures as closures_db
+from storage import outbox as outbox_db
 from storage.closures import ClosureRow
 
 log = logging.getLogger("close_account_bot.home")
@@ -96,6 +98,7 @@ class HomeClosure:
     progress: Progress | None = None
     rollback_possible: bool | None = None  # None: not worth saying
     permalink: str | None = None  # the status message, which heads the closure's thread
+    slack_error: str | None = None  # what keeps the closure from talking to Slack
 
     @property
     def finished(self) -> bool:
@@ -198,6 +201,8 @@ def closure_blocks(c: HomeClosure, *, now: float, viewer: str | None = None) -> 
     mark = FINAL_MARK.get(phase, ":grey_question:") if step is None else PHASE_MARK.get(phase, "")
     name = f" · {plain(c.display_name)}" if c.display_name else ""
     lines = [f"{mark} *{c.tenant}*{name} — {state_words(c.state)}"]
+    if c.slack_error:
+        lines.append(slack_trouble(c.slack_error))
     if viewer is not None and viewer in c.needed and phase == "awaiting_approval":
         lines.append(":point_right: *Your approval is needed* (react in the thread)")
     lines += _waiting_lines(c, now)
@@ -341,6 +346,7 @@ async def home_closure(
         updated_at=float(row.updated_at),
         display_name=row.display_name,
         reason=row.reason if phase in ("blocked", "failed", "rejected", "aborted") else None,
+        slack_error=getattr(outbox_db.trouble(source.db, row.id), "error", None),
     )
     if not detailed:
         return base

@@ -1,25 +1,41 @@
 """Thread posts: queued with the state change they report, sent in order and at most once; a post
-whose send a crash may have cut is looked up in the thread (the bot's own messages) first."""
+whose send a crash may have cut is looked up in the thread (the bot's own messages) first. A post
+Slack refuses for good (too long, blocks it rejects) is replaced by a short stand-in or, failing
+that, recorded and skipped, with a note to the requester: it never holds up the posts after it."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlite_utils import Database
 
-from bot.slackapi import find_message
+from bot import messages
+from bot.slackapi import (
+    CHANNEL_ERRORS,
+    BotIdentity,
+    find_message,
+    posted_by,
+    slack_error,
+    transient,
+)
+from bot.status import lookalike_seen
 from storage import approvals as requests_db
+from storage import audit, outbox
 from storage import closures as closures_db
-from storage import outbox
 from storage import slack as slack_db
 from storage.closures import ClosureRow
 from storage.db import transaction
 
 MAX_TEXT = 39000  # chat.postMessage's text limit is 40,000 characters
+log = logging.getLogger("close_account_bot.outbox")
 
 
 @dataclass(frozen=True)
@@ -38,6 +54,7 @@ class Post:
 class Outbox:
     db: Database
     client: AsyncWebClient
+    me: BotIdentity
     clock: Callable[[], float]
     # Posts go in the status message's thread: it is posted first.
     show_status: Callable[[str], Awaitable[None]]
@@ -116,8 +133,15 @@ class Outbox:
             }
             if post.blocks is not None:
                 kwargs["blocks"] = post.blocks
-            resp = await self.client.chat_postMessage(**kwargs)
-            ts = str(resp["ts"])
+            try:
+                resp = await self.client.chat_postMessage(**kwargs)
+                ts = str(resp["ts"])
+            except SlackApiError as exc:
+                if transient(exc) or slack_error(exc) in CHANNEL_ERRORS:
+                    raise  # every post would fail: the runner says so and tries again later
+                ts = await self._stand_in(row, post, slack_error(exc), metadata)
+                if ts is None:
+                    return
         with transaction(self.db):
             outbox.mark_sent(self.db, post.id, ts)
             slack_db.record_message(
@@ -133,12 +157,54 @@ class Outbox:
             if post.request_id is not None:
                 requests_db.set_request_message(self.db, post.request_id, row.channel, ts)
 
+    async def _stand_in(
+        self, row: ClosureRow, post: outbox.PostRow, error: str, metadata: dict[str, Any]
+    ) -> str | None:
+        """Slack refused `post` itself: post a short plain-text stand-in (same metadata, so
+        votes and crash recovery work on it); if that is refused too, record the post as
+        refused and tell the requester. Either way the posts after it go on."""
+        assert row.status_ts is not None
+        detail = {"post_id": post.id, "kind": post.kind, "error": error}
+        try:
+            resp = await self.client.chat_postMessage(
+                channel=row.channel,
+                text=messages.post_refused(error, post.text),
+                thread_ts=row.status_ts,
+                metadata=metadata,
+            )
+        except SlackApiError as exc:
+            if transient(exc) or slack_error(exc) in CHANNEL_ERRORS:
+                raise
+            detail["stand_in_error"] = slack_error(exc)
+        else:
+            audit.record(
+                self.db,
+                row,
+                "post_refused",
+                at=self.clock(),
+                step=post.step,
+                detail={**detail, "stand_in": True},
+            )
+            return str(resp["ts"])
+        with transaction(self.db):
+            outbox.mark_refused(self.db, post.id, error)
+            audit.record(
+                self.db, row, "post_refused", at=self.clock(), step=post.step, detail=detail
+            )
+        log.warning("closure %s: Slack refused post %s for good: %s", row.id, post.id, error)
+        with contextlib.suppress(SlackApiError, aiohttp.ClientError, TimeoutError):
+            await self.client.chat_postEphemeral(
+                channel=row.channel, user=row.requester, text=messages.post_lost(error)
+            )
+        return None
+
     async def _already_posted(self, row: ClosureRow, metadata: dict[str, Any]) -> str | None:
         """The ts of the bot's own message in the thread carrying exactly this metadata, if any
         (a message someone else posts with a copy of it is not the bot's post)."""
         assert row.status_ts is not None  # posts go in the status message's thread
         thread = row.status_ts
-        me = (await self.client.auth_test()).get("bot_id")
+        me = await self.me.ids()
+        lookalikes: list[dict[str, Any]] = []
 
         def page(cursor: str | None) -> Awaitable[Any]:
             return self.client.conversations_replies(
@@ -147,10 +213,17 @@ class Outbox:
 
         def match(message: dict[str, Any]) -> bool:
             found = message.get("metadata") or {}
-            return (
-                message.get("bot_id") == me
-                and found.get("event_type") == metadata["event_type"]
-                and found.get("event_payload") == metadata["event_payload"]
-            )
+            if (
+                found.get("event_type") != metadata["event_type"]
+                or found.get("event_payload") != metadata["event_payload"]
+            ):
+                return False
+            if posted_by(me, message):
+                return True
+            lookalikes.append(message)
+            return False
 
-        return await find_message(page, match)
+        ts = await find_message(page, match)
+        for message in lookalikes:
+            lookalike_seen(self.db, row, message, at=self.clock(), kind="thread_post")
+        return ts

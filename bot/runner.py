@@ -16,17 +16,21 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from sqlite_utils import Database
 
-from bot import logs
+from bot import logs, messages
+from bot.approval_requests import ApprovalRequests
 from bot.microsoft.graph import GraphError
 from bot.microsoft.tenant import StepError
 from bot.microsoft.tokens import TokenError
-from bot.outbox import Outbox
+from bot.outbox import Outbox, Post
 from bot.phases import Interrupted, Phases
+from bot.slackapi import slack_error, transient
 from bot.status import Status
 from bot.transitions import Transitions
-from statemachine.closure import is_final
+from statemachine.closure import is_final, split_state
+from storage import approvals as requests_db
 from storage import closures as closures_db
 from storage import outbox
+from storage.closures import ClosureRow
 
 log = logging.getLogger("close_account_bot.runner")
 
@@ -92,6 +96,7 @@ class Runner:
     transitions: Transitions
     outbox: Outbox
     status: Status
+    requests: ApprovalRequests
     wakers: Wakers
     background: Background
     backoff: float  # after an error that changed nothing
@@ -145,9 +150,7 @@ class Runner:
             waker.clear()
             try:
                 # First what a crash left unsent: the status message and queued thread posts.
-                await self.outbox.flush(closure_id)
-                if row.status_ts is None or row.status_state != row.state:
-                    await self.status.refresh(closure_id)
+                await self._catch_up(row)
                 if is_final(row.state):
                     fresh = closures_db.get_closure(self.db, closure_id)
                     if fresh is None or is_final(fresh.state):
@@ -159,7 +162,9 @@ class Runner:
             except Interrupted:
                 delay = None
             except SlackApiError as exc:
-                log.warning("closure %s: Slack error %s", closure_id, exc.response.get("error"))
+                if slack_error(exc) == "message_not_found" and await self._vanished(row):
+                    continue  # planned again: a new request is posted
+                log.warning("closure %s: Slack error %s", closure_id, slack_error(exc))
                 delay = self.backoff
             except (aiohttp.ClientError, TimeoutError) as exc:  # Slack (or ARM) unreachable
                 log.warning("closure %s: network error %s; trying again", closure_id, exc)
@@ -176,3 +181,48 @@ class Runner:
                 await asyncio.wait_for(waker.wait(), None if math.isinf(delay) else delay)
             except TimeoutError:
                 pass
+
+    async def _catch_up(self, row: ClosureRow) -> None:
+        """Send what is queued and bring the status message up to date. A Slack error that
+        lasts (the bot removed from the channel, a revoked token) is said in the log and the
+        Home tab, with what to fix, and holds up nothing else: the closure's Graph work goes
+        on and the posts wait for Slack."""
+        try:
+            await self.outbox.flush(row.id)
+            if row.status_ts is None or row.status_state != row.state:
+                await self.status.refresh(row.id)
+        except SlackApiError as exc:
+            if transient(exc):
+                raise
+            error = slack_error(exc)
+            if outbox.set_trouble(self.db, row.id, error, self.clock()):
+                log.error("closure %s: %s", row.id, messages.slack_trouble(error))
+            return
+        if outbox.clear_trouble(self.db, row.id):
+            log.info("closure %s: Slack answers again", row.id)
+
+    async def _vanished(self, row: ClosureRow) -> bool:
+        """The open approval request's message is gone (deleted by an admin or a retention
+        policy): plan again, so that a new request with a fresh expiry is posted; the votes on
+        the vanished message do not carry over. False if no request was waiting."""
+        step, phase = split_state(row.state)
+        req = requests_db.open_request(self.db, row.id, step) if step else None
+        if phase != "awaiting_approval" or req is None or req.ts is None:
+            return False
+        voters = [v.approver for v in requests_db.votes_for(self.db, req.id)]
+
+        def void() -> list[Post]:
+            requests_db.set_request_status(self.db, req.id, "void")
+            requests_db.set_marked(self.db, req.id, "void")  # nothing left to edit
+            return []
+
+        await self.transitions.transition(
+            row.id,
+            row.state,
+            "replan",
+            plan_hash=req.plan_hash,
+            also=void,
+            detail={"why": "request deleted in Slack", "ts": req.ts, "votes": voters},
+            posts=[Post(messages.request_vanished(req.step, voters), req.step)],
+        )
+        return True

@@ -17,11 +17,12 @@ from sqlite_utils import Database
 
 from bot import blocks, messages
 from bot.editbudget import EditBudget
-from bot.slackapi import find_message
+from bot.slackapi import BotIdentity, find_message, posted_by, transient
 from statemachine import approvals as rules
 from statemachine import steps
 from statemachine.closure import split_state
 from storage import approvals as requests_db
+from storage import audit
 from storage import closures as closures_db
 from storage import slack as slack_db
 from storage.closures import ClosureRow
@@ -78,16 +79,26 @@ def status_view(
     )
 
 
-def transient(exc: SlackApiError) -> bool:
-    """Whether Slack may take the same call later: rate limited, or Slack's own trouble."""
-    status = getattr(exc.response, "status_code", 200)
-    return exc.response.get("error") == "ratelimited" or status >= 500
+def lookalike_seen(
+    db: Database, row: ClosureRow, message: dict[str, Any], *, at: float, kind: str
+) -> None:
+    """Audit a message that carries the bot's metadata but that the bot did not post (another
+    app or a person copying it): it is ignored, never taken for the bot's `kind` of message."""
+    audit.record(
+        db,
+        row,
+        "lookalike_ignored",
+        at=at,
+        actor=str(message.get("user") or message.get("bot_id") or "unknown"),
+        detail={"kind": kind, "ts": message.get("ts"), "bot_id": message.get("bot_id")},
+    )
 
 
 @dataclass(eq=False, kw_only=True)
 class Status:
     db: Database
     client: AsyncWebClient
+    me: BotIdentity
     clock: Callable[[], float]
     interval: float  # at most one edit per closure this often
     budget: EditBudget | None  # the workspace's, shared by every status message
@@ -235,4 +246,18 @@ class Status:
                 and (meta.get("event_payload") or {}).get("closure_id") == row.id
             )
 
-        return await find_message(page, match)
+        lookalikes: list[dict[str, Any]] = []
+        me = await self.me.ids()
+
+        def mine(message: dict[str, Any]) -> bool:
+            if not match(message):
+                return False
+            if posted_by(me, message):
+                return True
+            lookalikes.append(message)
+            return False
+
+        ts = await find_message(page, mine)
+        for message in lookalikes:  # another app's copy of the status metadata
+            lookalike_seen(self.db, row, message, at=self.clock(), kind="status")
+        return ts

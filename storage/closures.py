@@ -238,7 +238,7 @@ def needing_slack(db: Database) -> list[ClosureRow]:
         f"SELECT * FROM closures WHERE state IN ({placeholders}) AND ("
         " status_state IS NULL OR status_state != state"
         " OR EXISTS (SELECT 1 FROM outbox WHERE outbox.closure_id = closures.id"
-        " AND outbox.ts IS NULL))",
+        " AND outbox.ts IS NULL AND outbox.refused IS NULL))",
         FINAL_STATES,
     )
 

@@ -314,6 +314,24 @@ def m007_typed_columns(db: Database) -> None:
 
 
 @migrations()
+def m008_slack_refusals(db: Database) -> None:
+    """A thread post Slack refuses for good is recorded (and no longer holds up later posts);
+    a closure that cannot talk to Slack keeps the error until a call succeeds again."""
+    db.executescript(
+        """
+        ALTER TABLE outbox ADD COLUMN refused TEXT;
+        DROP INDEX IF EXISTS outbox_pending;
+        CREATE INDEX outbox_pending ON outbox(closure_id, id) WHERE ts IS NULL AND refused IS NULL;
+        CREATE TABLE slack_trouble (
+            closure_id TEXT PRIMARY KEY REFERENCES closures(id),
+            error TEXT NOT NULL,
+            since REAL NOT NULL
+        );
+        """
+    )
+
+
+@migrations()
 def m009_sync_requester(db: Database) -> None:
     """Who asked the bot to turn directory sync off: like a rollback's requester, their approval
     of that action never counts."""

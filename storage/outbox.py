@@ -27,6 +27,7 @@ class PostRow:
     created_at: float
     sending_at: float | None
     ts: str | None
+    refused: str | None = None  # Slack's error, when it refused the post for good
 
     @staticmethod
     def load(row: Mapping[str, Any]) -> PostRow:
@@ -75,7 +76,7 @@ def pending(db: Database, closure_id: str) -> list[PostRow]:
     return fetch(
         db,
         PostRow.load,
-        "SELECT * FROM outbox WHERE closure_id = ? AND ts IS NULL ORDER BY id",
+        "SELECT * FROM outbox WHERE closure_id = ? AND ts IS NULL AND refused IS NULL ORDER BY id",
         [closure_id],
     )
 
@@ -95,3 +96,64 @@ def mark_unsure(db: Database, at: float) -> None:
 def mark_sent(db: Database, post_id: int, ts: str) -> None:
     with db.atomic():
         db.execute("UPDATE outbox SET ts = ? WHERE id = ?", [ts, post_id])
+
+
+def mark_refused(db: Database, post_id: int, error: str) -> None:
+    """Slack refused the post for good: it no longer holds up the posts after it."""
+    with db.atomic():
+        db.execute("UPDATE outbox SET refused = ? WHERE id = ?", [error, post_id])
+
+
+def refused(db: Database, closure_id: str) -> list[PostRow]:
+    return fetch(
+        db,
+        PostRow.load,
+        "SELECT * FROM outbox WHERE closure_id = ? AND refused IS NOT NULL ORDER BY id",
+        [closure_id],
+    )
+
+
+# -- a closure that cannot talk to Slack ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TroubleRow:
+    """Slack's error for a closure's calls (not_in_channel, invalid_auth...), since when."""
+
+    closure_id: str
+    error: str
+    since: float
+
+
+def set_trouble(db: Database, closure_id: str, error: str, at: float) -> bool:
+    """Record that the closure cannot talk to Slack; True if this is news (a new error)."""
+    with db.atomic():
+        before = db.execute(
+            "SELECT error FROM slack_trouble WHERE closure_id = ?", [closure_id]
+        ).fetchone()
+        if before is not None and before[0] == error:
+            return False
+        db.execute(
+            "INSERT INTO slack_trouble (closure_id, error, since) VALUES (?, ?, ?)"
+            " ON CONFLICT (closure_id) DO UPDATE"
+            " SET error = excluded.error, since = excluded.since",
+            [closure_id, error, at],
+        )
+    return True
+
+
+def clear_trouble(db: Database, closure_id: str) -> bool:
+    """Slack answers again; True if there was trouble recorded."""
+    with db.atomic():
+        cursor = db.execute("DELETE FROM slack_trouble WHERE closure_id = ?", [closure_id])
+    return bool(cursor.rowcount)
+
+
+def trouble(db: Database, closure_id: str) -> TroubleRow | None:
+    rows = fetch(
+        db,
+        lambda r: TroubleRow(**r),
+        "SELECT * FROM slack_trouble WHERE closure_id = ?",
+        [closure_id],
+    )
+    return rows[0] if rows else None

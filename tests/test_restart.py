@@ -48,3 +48,27 @@ async def test_restart_while_waiting_on_the_admin(make_world: MakeWorld) -> None
         if sub["status"] in ("Enabled", "Warning"):
             world.tenant.cancel_subscription(sub["id"])
     await world.wait_state("delete_disabled_subscriptions.awaiting_approval", timeout=30)
+
+
+async def test_a_restart_reads_votes_back_within_tier_3(make_world: MakeWorld) -> None:
+    """The votes read back after a restart go through the client's reactions.get pace: Slack's
+    tier 3 (50 a minute) after a small burst, so one read per open request never meets a 429."""
+    world = await make_world(users=5)
+    await world.command(world.tenant.name)
+    request = await world.wait_request("delete_users")
+    await world.vote(request, APPROVERS[0])
+    await world.stop_bot()
+    await world.start_bot()
+    assert world.service is not None
+    pace = world.service.client.paces["reactions.get"]  # type: ignore[attr-defined]
+    assert (pace.per_minute, pace.burst) == (50, 10)
+    await world.vote(request, APPROVERS[1])
+    await world.wait_state(
+        "delete_users.executing",
+        "delete_users.verifying",
+        "cancel_subscriptions.planning",
+        "cancel_subscriptions.awaiting_approval",
+        "cancel_subscriptions.waiting_external",
+        timeout=30,
+    )
+    assert pace._free_at > float("-inf"), "the read-back went through the pace"
