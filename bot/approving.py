@@ -4,12 +4,14 @@ is approved; reminders to the approvers still needed."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from slack_sdk.errors import SlackApiError
 from sqlite_utils import Database
 
-from bot import messages
+from bot import blocks, messages
 from bot.approvers import Approvers
 from bot.config import Settings
 from bot.outbox import Outbox, Post
@@ -23,6 +25,8 @@ from storage import audit
 from storage import closures as closures_db
 from storage.approvals import RequestRow
 from storage.closures import ClosureRow
+
+log = logging.getLogger("close_account_bot.approving")
 
 
 @dataclass(eq=False, kw_only=True)
@@ -49,6 +53,7 @@ class Approving:
         if req.ts is not None and req.id not in self._reconciled:
             # Once per request and process: reactions made while the bot was down count too.
             await self.reactions.reconcile(row, req)
+            await self._attach_plan(row, req, plan_row.plan)
             self._reconciled.add(req.id)
         tally = await self.reactions.tally(row, req)
         now = self.clock()
@@ -146,6 +151,34 @@ class Approving:
             also=approve,
             detail={"approvers": list(tally.approvals)},
             posts=[Post(messages.approved(req.step, tally.approvals, req.plan_hash), req.step)],
+        )
+
+    async def _attach_plan(self, row: ClosureRow, req: RequestRow, plan: Plan) -> None:
+        """A plan too long for its request's (or its checklist's) 50 blocks: every item goes in
+        a file in the thread, once per request, so approvers see everything they approve."""
+        if not blocks.needs_file(plan) or req.channel is None:
+            return
+        if audit.answered(self.db, row.id, "bot", "plan_file_posted", req.id):
+            return
+        name, content = blocks.plan_file(plan)
+        try:
+            await self.reactions.client.files_upload_v2(
+                channel=req.channel,
+                thread_ts=row.status_ts,
+                initial_comment=messages.plan_file_posted(req.step, len(plan.items), plan.hash),
+                file_uploads=[{"content": content, "filename": name, "title": name}],
+            )
+        except SlackApiError as exc:  # the request still says how many items it leaves out
+            log.warning("could not attach %s: %s", name, exc.response.get("error"))
+            return
+        audit.record(
+            self.db,
+            row,
+            "plan_file_posted",
+            at=self.clock(),
+            step=req.step,
+            plan_hash=req.plan_hash,
+            detail={"request_id": req.id, "file": name, "items": len(plan.items)},
         )
 
     async def _remind(self, row: ClosureRow, req: RequestRow, tally: rules.Tally) -> float:

@@ -27,6 +27,10 @@ from statemachine.steps import ROLLBACK
 Block = dict[str, Any]
 MAX_BLOCKS = 50  # blocks in one message (Block Kit reference, "Blocks")
 MAX_TEXT = 3000  # a section's text, and any text object's
+# An approval request's own blocks (outcome, header, tenant, up to 6 of changes, counts, point
+# of no return, who may approve, plan) leave this many for its items, whatever else it shows.
+ITEM_ROOM = MAX_BLOCKS - 12
+CHECKLIST_ROOM = MAX_BLOCKS - 2  # a checklist's title and footer
 KIND_LABEL = {
     "user": "users",
     "subscription": "subscriptions",
@@ -279,7 +283,7 @@ def approval_blocks(
     if plan.items:
         listed, _ = list_blocks(
             [item_line(i) for i in plan.items],
-            MAX_BLOCKS - len(blocks) - len(tail),
+            ITEM_ROOM,
             rest=f": every item is in {plan_file_name(plan)}, attached in the thread.",
         )
         blocks += listed
@@ -297,29 +301,31 @@ def plan_file_name(plan: Plan) -> str:
     return f"plan-{plan.step}-{plan.hash[:12]}.txt"
 
 
-def needs_file(body: Sequence[Block]) -> bool:
-    """Whether a message's blocks leave items out (they are then attached as a file)."""
-    return any(
-        b.get("type") == "context"
-        and "attached in the thread" in str(b.get("elements", [{}])[0].get("text", ""))
-        for b in body
-    )
+def needs_file(plan: Plan) -> bool:
+    """Whether the approval request or the checklist of `plan` leaves lines out: then every
+    item and checklist line goes in a file in the thread (`plan_file`)."""
+    items = len(pack([item_line(i) for i in plan.items])) > ITEM_ROOM
+    return items or len(pack(_numbered(plan.checklist))) > CHECKLIST_ROOM
+
+
+def _numbered(lines: Sequence[str]) -> list[str]:
+    return [f"{n}. {inert(line)}" for n, line in enumerate(lines, start=1)]
 
 
 def plan_file(plan: Plan) -> tuple[str, str]:
     """Every item of a plan as plain text (a file's content is not mrkdwn): name and content."""
     lines = [f"{i.kind}\t{i.id}\t{i.name or ''}" for i in plan.items]
     header = f"# {plan.step} plan {plan.hash}: {len(plan.items):,} items (kind, ID, name)"
-    return plan_file_name(plan), "\n".join([header, *lines, *plan.checklist]) + "\n"
+    checklist = [f"# checklist, {len(plan.checklist):,} lines", *plan.checklist]
+    return plan_file_name(plan), "\n".join([header, *lines, *checklist]) + "\n"
 
 
 def checklist_blocks(title: str, lines: Sequence[str], footer: str) -> list[Block]:
     """Every line of a checklist, split over as many sections as it takes; past the 50 blocks
-    a message may hold, the last block says how many items follow in the message's text."""
-    numbered = [f"{n}. {inert(line)}" for n, line in enumerate(lines, start=1)] or ["(nothing)"]
+    a message may hold, the last block says how many lines are in the plan file."""
     body, _ = list_blocks(
-        numbered,
-        MAX_BLOCKS - 2,
-        rest=": every item is in the message's text and in the file attached in the thread.",
+        _numbered(lines) or ["(nothing)"],
+        CHECKLIST_ROOM,
+        rest=": every line is in the plan file attached to the approval request in the thread.",
     )
     return [_text(f"*{title}*"), *body, _context(footer)]
