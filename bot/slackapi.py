@@ -165,10 +165,19 @@ def slack_error(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+# Slack's own trouble answered as `ok: false` (Slack's Web API docs, "Common errors" on every
+# method page: fatal_error "It's possible some aspect of the operation succeeded before the error
+# was raised", internal_error, service_unavailable, request_timeout): the call may be taken later,
+# and a post may have gone through, so it is looked up, not re-sent blindly.
+SLACK_TROUBLE = frozenset(
+    {"ratelimited", "fatal_error", "internal_error", "service_unavailable", "request_timeout"}
+)
+
+
 def transient(exc: SlackApiError) -> bool:
     """Whether Slack may take the same call later: rate limited, or Slack's own trouble."""
     status = getattr(exc.response, "status_code", 200)
-    return exc.response.get("error") == "ratelimited" or status >= 500
+    return exc.response.get("error") in SLACK_TROUBLE or status >= 500
 
 
 # Errors about the channel or the bot's install: every call fails until a person fixes it.

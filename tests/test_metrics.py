@@ -177,9 +177,11 @@ async def test_metrics_after_a_closure(make_world: MakeWorld) -> None:
     graph = [r for r in world.microsoft.requests if r.path.startswith(("/v1.0/", "/beta/"))]
     assert metrics["close_account_graph_requests_total"].value(tenant="contoso") == len(graph)
     assert metrics["close_account_graph_throttled_total"].value(tenant="contoso") >= 3
-    # The pace is the one the pacer learned: Microsoft's 429s above halved the documented 20/s.
+    # The pace is the one the pacer learned: Microsoft's 429s above cut the documented 20/s (how
+    # far depends on whether they came as one push-back or several).
     pacer = world.service.core.tenants["contoso"].graph.pacer
-    assert metrics["close_account_graph_write_pace"].value(tenant="contoso") == pacer.rate() == 10
+    pace = metrics["close_account_graph_write_pace"].value(tenant="contoso")
+    assert pace == pacer.rate() and 0 < pace <= 10
     slack = metrics["close_account_slack_calls_total"]
     for method in ("chat.postMessage", "reactions.get"):  # all sent once the closure is idle
         seen = sum(c["method"] == method for c in world.slack.calls)

@@ -211,6 +211,8 @@ async def voting(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Voti
         def failed_posts() -> int:
             return sum(1 for c in slack.calls if c["method"] == "chat.postMessage" and not c["ok"])
 
+        # A refusal is ephemeral; only when Slack refuses that does it become a thread post.
+        slack.fail_next("chat.postEphemeral", error="user_not_in_channel", count=2)
         slack.fail_next("chat.postMessage", error="fatal_error", count=2)
         await world.vote(request, OUTSIDER)  # refused; its post fails
         await slack.wait_for(lambda _: failed_posts() == 1)
@@ -308,6 +310,7 @@ async def test_a_copy_of_a_queued_post_by_someone_else_is_not_taken_for_it(
     slack = world.slack
     await world.command(world.tenant.name)
     request = await world.wait_request("delete_users")
+    slack.fail_next("chat.postEphemeral", error="user_not_in_channel")  # so a thread post
     slack.fail_next("chat.postMessage", error="fatal_error")
     await world.vote(request, OUTSIDER)  # refused; the refusal's post fails
     await slack.wait_for(

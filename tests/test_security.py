@@ -173,17 +173,17 @@ async def refused(world: World, role: str, command: str, request: SimMessage | N
     if command == "approve":
         assert request is not None
         await world.vote(request, user)
+        # A refusal is answered to the person alone (ephemeral), so a channel member cannot flood
+        # the thread with them (issue 12): nothing new appears in the channel.
         refusal = await world.slack.wait_for(
-            lambda _: next((m for m in world.slack.messages if "does not count" in m.text), None)
+            lambda _: next(
+                (e for e in world.slack.ephemerals if "does not count" in str(e["text"])), None
+            )
         )
         why = "requester" if user == ADMIN else "not a configured approver"
-        assert f"<@{user}>" in refusal.text and why in refusal.text
-        assert refusal.thread_ts == status_ts(world)
+        assert refusal["user"] == user and why in str(refusal["text"])
+        assert refusal["channel"] == CHANNEL
         after = snapshot(world)
-        assert [m for m in after["messages"] if m not in before["messages"]] == [
-            (refusal.channel, refusal.ts, refusal.thread_ts, len(refusal.versions), refusal.text)
-        ]
-        after["messages"] = before["messages"]
         assert after == before
         assert "Approvals: 0/2" in world.status_text()
         return
