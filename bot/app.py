@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -11,12 +12,14 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
+from sqlite_utils import Database
 
 from bot import commands, home
 from bot.actions import Actions
 from bot.home import HomeSource
 from bot.reactions import Reactions
 from bot.runner import Background
+from storage import audit
 
 log = logging.getLogger("close_account_bot.app")
 
@@ -84,6 +87,8 @@ def build_app(
     client: AsyncWebClient,
     signing_secret: str | None,
     own_app: OwnApp | None = None,
+    db: Database | None = None,  # where refusals of other teams' requests are audited
+    clock: Callable[[], float] = time.time,
 ) -> AsyncApp:
     bolt_logger = logging.getLogger(f"slack_bolt.{AsyncApp.__name__}")  # Bolt's get_bolt_logger
     if not any(isinstance(f, _SameToken) for f in bolt_logger.filters):
@@ -108,12 +113,33 @@ def build_app(
         # for the app they are for, so one naming another is refused and left in the log.
         stranger = await own.stranger(body)
         if stranger is not None:
+            kind = body.get("type") or ("command" if "command" in body else "request")
+            what = body.get("event_id") or body.get("command") or "-"
             log.warning(
-                "refused a %s for another %s (%s)",
-                body.get("type") or ("command" if "command" in body else "request"),
-                stranger.removesuffix("_id"),
-                body.get("event_id") or body.get("command") or "-",
+                "refused a %s for another %s (%s)", kind, stranger.removesuffix("_id"), what
             )
+            if db is not None:
+                auths = body.get("authorizations")
+                first = auths[0] if isinstance(auths, list) and auths else {}
+                event = body.get("event")
+                user = body.get("user_id") or (
+                    event.get("user") if isinstance(event, dict) else None
+                )
+                audit.foreign_refused(
+                    db,
+                    at=clock(),
+                    actor=str(user or "unknown"),
+                    detail={
+                        "kind": kind,
+                        "what": what,
+                        "mismatch": stranger,
+                        "team_id": body.get("team_id"),
+                        "app_id": body.get("api_app_id"),
+                        "enterprise_id": body.get("enterprise_id")
+                        or first.get("enterprise_id")
+                        or None,
+                    },
+                )
             return BoltResponse(status=401, body="")
         return await next()
 

@@ -5,6 +5,7 @@ is approved; reminders to the approvers still needed."""
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -17,6 +18,7 @@ from bot.config import Settings
 from bot.outbox import Outbox, Post
 from bot.planner import Planner
 from bot.reactions import Reactions
+from bot.slackapi import slack_error
 from bot.transitions import Transitions
 from statemachine import approvals as rules
 from statemachine.plan import Plan, diff
@@ -40,6 +42,7 @@ class Approving:
     transitions: Transitions
     outbox: Outbox
     _reconciled: set[int] = field(default_factory=set, init=False, repr=False)
+    _looked: dict[int, float] = field(default_factory=dict, init=False, repr=False)
 
     async def run(self, row: ClosureRow, step: str) -> float | None:
         req = requests_db.open_request(self.db, row.id, step)
@@ -55,6 +58,8 @@ class Approving:
             await self.reactions.reconcile(row, req)
             await self._attach_plan(row, req, plan_row.plan)
             self._reconciled.add(req.id)
+            self._looked[req.id] = self.clock()
+        await self._look(req)
         tally = await self.reactions.tally(row, req)
         now = self.clock()
         decision = rules.decide(tally, expires_at=req.expires_at, now=now)
@@ -65,8 +70,27 @@ class Approving:
         elif decision is rules.Decision.APPROVE:
             await self._approve(row, req, plan_row.plan, tally)
         else:
-            return min(float(req.expires_at), await self._remind(row, req, tally)) - now
+            # Back each poll_interval at the latest: a deleted request is noticed while waiting.
+            poll = now + self.settings.timing.poll_interval
+            return min(float(req.expires_at), await self._remind(row, req, tally), poll) - now
         return None
+
+    async def _look(self, req: RequestRow) -> None:
+        """Is the request message still in Slack? One reactions.get at most once per
+        poll_interval per request; message_not_found goes up to the runner, which voids the
+        request and plans again (a new request with a fresh expiry)."""
+        if req.channel is None or req.ts is None:
+            return
+        now = self.clock()
+        if now - self._looked.get(req.id, -math.inf) < self.settings.timing.poll_interval:
+            return
+        self._looked[req.id] = now
+        try:
+            await self.reactions.client.reactions_get(channel=req.channel, timestamp=req.ts)
+        except SlackApiError as exc:
+            if slack_error(exc) == "message_not_found":
+                raise
+            log.warning("request %s: could not read it back: %s", req.id, slack_error(exc))
 
     async def _end(
         self,

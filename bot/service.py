@@ -283,6 +283,8 @@ async def _start(
         background=core.background,
         client=client,
         signing_secret=None if settings.slack.app_token else settings.slack.signing_secret,
+        db=db,
+        clock=clock,
     )
     health = Health(
         # Its failures are counted; Health logs when readiness changes, not every probe.

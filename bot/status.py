@@ -17,7 +17,7 @@ from sqlite_utils import Database
 
 from bot import blocks, messages
 from bot.editbudget import EditBudget
-from bot.slackapi import BotIdentity, find_message, posted_by, transient
+from bot.slackapi import BotIdentity, find_message, posted_by, slack_error, transient
 from statemachine import approvals as rules
 from statemachine import steps
 from statemachine.closure import split_state
@@ -204,28 +204,56 @@ class Status:
             if row.status_sending_at is not None:  # a crash mid-post: look before posting
                 ts = await self._posted(row)
             if ts is None:
-                closures_db.mark_status_sending(self.db, row.id, self.clock())
-                resp = await self.client.chat_postMessage(
-                    channel=row.channel, text=text, blocks=body, metadata=metadata
-                )
-                ts = str(resp["ts"])
-            closures_db.save_closure(self.db, row.id, at=self.clock(), status_ts=ts)
-            slack_db.record_message(
-                self.db,
-                closure_id=row.id,
-                step=None,
-                kind="status",
-                channel=row.channel,
-                ts=ts,
-                thread_ts=None,
-                at=self.clock(),
-            )
+                ts = await self._post(row, text, body, metadata)
+            self._store(row, ts)
         elif self._shown.get(row.id) != shown:  # an unchanged view costs no call
-            await self.client.chat_update(
-                channel=row.channel, ts=row.status_ts, text=text, blocks=body, metadata=metadata
-            )
+            try:
+                await self.client.chat_update(
+                    channel=row.channel,
+                    ts=row.status_ts,
+                    text=text,
+                    blocks=body,
+                    metadata=metadata,
+                )
+            except SlackApiError as exc:
+                if slack_error(exc) != "message_not_found":
+                    raise
+                # Deleted in Slack (an admin, a retention policy): post it again, so the
+                # closure keeps a status message and a thread.
+                ts = await self._post(row, text, body, metadata)
+                self._store(row, ts)
+                audit.record(
+                    self.db,
+                    row,
+                    "status_reposted",
+                    at=self.clock(),
+                    detail={"old_ts": row.status_ts, "ts": ts},
+                )
+                log.warning("closure %s: status message deleted in Slack; posted again", row.id)
         self._shown[row.id] = shown
         closures_db.set_status_shown(self.db, row.id, row.state)
+
+    async def _post(
+        self, row: ClosureRow, text: str, body: list[dict[str, Any]], metadata: dict[str, Any]
+    ) -> str:
+        closures_db.mark_status_sending(self.db, row.id, self.clock())
+        resp = await self.client.chat_postMessage(
+            channel=row.channel, text=text, blocks=body, metadata=metadata
+        )
+        return str(resp["ts"])
+
+    def _store(self, row: ClosureRow, ts: str) -> None:
+        closures_db.save_closure(self.db, row.id, at=self.clock(), status_ts=ts)
+        slack_db.record_message(
+            self.db,
+            closure_id=row.id,
+            step=None,
+            kind="status",
+            channel=row.channel,
+            ts=ts,
+            thread_ts=None,
+            at=self.clock(),
+        )
 
     async def _posted(self, row: ClosureRow) -> str | None:
         """The status message a crash may have posted unrecorded (the bot's own, by metadata)."""

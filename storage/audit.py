@@ -103,3 +103,20 @@ def answered(db: Database, closure_id: str, actor: str, action: str, request_id:
             [closure_id, actor, action, request_id],
         ).fetchone()
     )
+
+
+FOREIGN = ""  # the tenant of a request refused before it could name one
+
+
+def foreign_refused(db: Database, *, at: float, actor: str, detail: dict[str, Any]) -> None:
+    """Audit an event or command refused for naming another team, app or enterprise: no tenant
+    or closure is its (tenant `FOREIGN`); `detail` holds the IDs it named."""
+    append(
+        db,
+        tenant=FOREIGN,
+        closure_id=None,
+        at=at,
+        actor=actor,
+        action="foreign_request_refused",
+        detail=detail,
+    )

@@ -10,6 +10,7 @@ import pytest
 
 from bot.world import APPROVERS, World
 from storage import approvals as requests_db
+from storage import audit
 from tests.test_config import assert_names, build, config_error, with_value
 
 
@@ -20,7 +21,8 @@ from tests.test_config import assert_names, build, config_error, with_value
 async def test_a_reaction_for_another_team_app_or_enterprise_is_refused(
     world: World, key: str, value: str
 ) -> None:
-    """A signed reaction event naming another team, app or enterprise gets 401 and no vote."""
+    """A signed reaction event naming another team, app or enterprise gets 401 and no vote,
+    and the refusal is audited (tenant FOREIGN) with the IDs it named."""
     await world.command(world.tenant.name)
     request = await world.wait_request("delete_users")
     event = {
@@ -39,6 +41,10 @@ async def test_a_reaction_for_another_team_app_or_enterprise_is_refused(
     result = await world.slack.deliver(envelope)
     assert result.status == 401
     assert world.service is not None
+    [row] = audit.trail(world.service.db, audit.FOREIGN)
+    assert row.action == "foreign_request_refused" and row.actor == APPROVERS[0]
+    assert row.detail["mismatch"] == ("app_id" if key == "api_app_id" else key)
+    assert row.detail[key.removeprefix("api_")] == value
     req = requests_db.request_at(world.service.db, request.channel, request.ts)
     assert req is not None and requests_db.votes_for(world.service.db, req.id) == []
     ours = await world.slack.deliver(world.slack.envelope(event))  # the same event, ours
@@ -47,7 +53,7 @@ async def test_a_reaction_for_another_team_app_or_enterprise_is_refused(
 
 
 async def test_a_command_for_another_team_is_refused(world: World) -> None:
-    """A signed /close-account naming another workspace starts nothing."""
+    """A signed /close-account naming another workspace starts nothing; the refusal is audited."""
     form = {
         "team_id": "T0OTHER",
         "api_app_id": world.slack.app_id,
@@ -62,6 +68,10 @@ async def test_a_command_for_another_team_is_refused(world: World) -> None:
     )
     assert result.status == 401
     assert world.slack.messages == []
+    assert world.service is not None
+    [row] = audit.trail(world.service.db, audit.FOREIGN)
+    assert (row.action, row.actor) == ("foreign_request_refused", "U0ADMIN1")
+    assert row.detail["team_id"] == "T0OTHER" and row.detail["kind"] == "command"
 
 
 def test_slack_api_url_must_be_https_unless_loopback(tmp_path: Path) -> None:

@@ -176,6 +176,51 @@ async def test_a_deleted_request_is_posted_again_without_its_votes(world: World)
     assert split_state(row.state)[1] == "awaiting_approval"
 
 
+async def test_a_request_deleted_while_waiting_is_posted_again(world: World) -> None:
+    """A request an admin deletes while the bot runs and no vote comes is noticed within a few
+    polls (one reactions.get per poll_interval): voided and posted again with a fresh expiry."""
+    await world.command(world.tenant.name)
+    first = await world.wait_request("delete_users")
+    await world.slack.wait_for(  # the bot has read the request back once: it is waiting
+        lambda s: any(
+            c["method"] == "reactions.get" and c["ok"] and c["args"].get("timestamp") == first.ts
+            for c in s.calls
+        )
+    )
+    world.slack.delete_message(world.channel, first.ts, by="U0ADMIN1")
+    second = await world.wait_request("delete_users", count=1, timeout=5.0)
+    assert second.ts != first.ts
+    assert world.service is not None
+    db = world.service.db
+    row = closures_db.open_closure_for(db, world.tenant.name)
+    assert row is not None
+    reqs = requests_db.requests_of(db, row.id)
+    assert [r.status for r in reqs] == ["void", "open"]
+    assert reqs[1].expires_at > reqs[0].expires_at
+
+
+async def test_a_deleted_status_message_is_posted_again(world: World) -> None:
+    """When the status message's edit answers message_not_found, a new status message is
+    posted in its place (same metadata, its ts stored) and `status_reposted` is audited."""
+    await world.command(world.tenant.name)
+    request = await world.wait_request("delete_users")
+    assert world.service is not None
+    db = world.service.db
+    row = closures_db.open_closure_for(db, world.tenant.name)
+    assert row is not None and row.status_ts is not None
+    old = row.status_ts
+    world.slack.delete_message(world.channel, old, by="U0ADMIN1")
+    await world.vote(request, APPROVERS[0])  # the status message shows the vote: an edit
+    status = await world.slack.wait_for(
+        lambda _: (s := world.status()) is not None and s.ts != old and s, timeout=5.0
+    )
+    assert status.metadata is not None
+    assert status.metadata["event_payload"]["closure_id"] == row.id
+    fresh = closures_db.get_closure(db, row.id)
+    assert fresh is not None and fresh.status_ts == status.ts
+    assert "status_reposted" in actions_of(world)
+
+
 async def test_abort_closes_the_open_request(world: World) -> None:
     """After abort the open request shows it was closed, and a reaction on it is no vote."""
     await world.command(world.tenant.name)
