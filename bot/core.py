@@ -21,6 +21,7 @@ from bot.home import HomeSource
 from bot.identity import Directory
 from bot.microsoft.tenant import Tenant
 from bot.outbox import Outbox
+from bot.patience import Patience
 from bot.phases import Phases
 from bot.planner import Planner
 from bot.reactions import Reactions
@@ -129,6 +130,7 @@ def build_core(
         transitions=transitions,
         outbox=outbox,
         status=status,
+        patience=Patience(settings, clock),
     )
     runner = Runner(
         db=db,

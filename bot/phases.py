@@ -11,7 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import requests
 from sqlite_utils import Database
 
 from bot import blocks, messages
@@ -20,10 +19,12 @@ from bot.approving import Approving
 from bot.config import Settings
 from bot.microsoft.azure import ArmError
 from bot.microsoft.graph import GraphError
+from bot.microsoft.pacing import WritePacer
 from bot.microsoft.steps.base import Step
 from bot.microsoft.tenant import StepError
 from bot.microsoft.tokens import TokenError
 from bot.outbox import Outbox, Post
+from bot.patience import Patience, retry_can_fix
 from bot.planner import Planner
 from bot.status import Status
 from bot.transitions import Transitions
@@ -36,31 +37,7 @@ from storage import closures as closures_db
 from storage.closures import ClosureRow, StepRow
 
 PROGRESS_EVERY = 2.0  # seconds between status-message edits for progress (Slack tier 3)
-# Entra's reads are eventually consistent: a read right after a write may reach a replica that
-# has not caught up, and replication "might take several minutes" (MicrosoftDocs/
-# SupportArticles-docs support/entra/entra-id/app-integration/
-# 404-not-found-error-manage-objects-microsoft-graph.md: wait, then retry). A verification
-# that finds the step's writes not (yet) visible re-reads for this long before the step fails.
-SETTLE = 120.0
-SETTLE_FIRST = 1.0  # the first re-read's delay; it doubles, capped at poll_interval
-OUTAGE_FIRST = 1.0  # after a Microsoft outage: the first wait; doubles, capped at poll_interval
 log = logging.getLogger("close_account_bot.runner")
-
-
-def retry_can_fix(exc: BaseException) -> bool:
-    """Whether an error from Microsoft is one that trying again later can fix: Microsoft did
-    not answer (a dropped connection, a timeout), answered 5xx, or throttled (429). Graph's
-    own bounded retries were spent already. `throttledTooLong` is not one: after 30 minutes of
-    429s with nothing admitted a person should know (the step fails and says so)."""
-    if isinstance(exc, GraphError):
-        if exc.code == "throttledTooLong":
-            return False
-        return exc.code == "connectionError" or exc.status == 429 or exc.status >= 500
-    if isinstance(exc, ArmError):
-        return exc.status in (0, 429) or exc.status >= 500
-    if isinstance(exc, TokenError):  # the authority did not answer
-        return isinstance(exc.__cause__, requests.RequestException)
-    return False
 
 
 class Interrupted(Exception):
@@ -78,13 +55,8 @@ class Phases:
     transitions: Transitions
     outbox: Outbox
     status: Status
-    settle: float = SETTLE  # how long a verification re-reads before the step fails
+    patience: Patience  # how long Microsoft's outages and Entra's catching up are waited out
     _last_progress: dict[str, float] = field(default_factory=dict, init=False, repr=False)
-    # Per closure: consecutive outages seen; (state, first failed verification, re-reads).
-    _outages: dict[str, int] = field(default_factory=dict, init=False, repr=False)
-    _settling: dict[str, tuple[str, float, int]] = field(
-        default_factory=dict, init=False, repr=False
-    )
 
     async def run(self, row: ClosureRow) -> float | None:
         """Do the current phase's work; how long until it needs looking at again (None: now,
@@ -105,28 +77,9 @@ class Phases:
         except (GraphError, ArmError, TokenError) as exc:
             if not retry_can_fix(exc):
                 raise
-            return self._outage(row, exc)
-        self._outages.pop(row.id, None)
+            return self.patience.outage(row, exc)
+        self.patience.answered(row)
         return delay
-
-    def _outage(self, row: ClosureRow, exc: Exception) -> float:
-        """Microsoft is down or overloaded: the step does not fail for it. Wait (exponential,
-        capped at poll_interval) and do the phase again; say so in the log each time."""
-        count = self._outages[row.id] = self._outages.get(row.id, 0) + 1
-        wait = float(
-            min(self.settings.timing.poll_interval, OUTAGE_FIRST * 2 ** min(count - 1, 30))
-        )
-        log.warning(
-            "closure %s: Microsoft did not answer in %s (%s); trying again in %.1f s"
-            " (%d in a row), the step does not fail for this",
-            row.id,
-            row.state,
-            exc,
-            wait,
-            count,
-            extra={"closure_id": row.id, "tenant": row.tenant, "state": row.state},
-        )
-        return wait
 
     def _record(self, row: ClosureRow, action: str, step: str, **kw: Any) -> None:
         audit.record(self.db, row, action, at=self.clock(), step=step, **kw)
@@ -250,6 +203,7 @@ class Phases:
         if current is None or current.state != row.state:
             raise Interrupted()  # aborted (or rolled back) while this phase got ready
         started = self.clock()
+        pacer = self.planner.tenant(row).graph.pacer
 
         async def progress(done: int, total: int) -> None:
             done, total = first + done, first + total
@@ -261,7 +215,7 @@ class Phases:
             if now - self._last_progress.get(row.id, 0.0) >= PROGRESS_EVERY or done == total:
                 self._last_progress[row.id] = now
                 rate = (done - first) / (now - started) if now > started else None
-                eta = (total - done) / rate if rate else None
+                eta = remaining_time(total - done, rate, pacer)
                 # In the background: a rate-limited edit never slows the writes.
                 self.status.request(row.id, blocks.Progress(done, total, rate, eta))
 
@@ -358,8 +312,8 @@ class Phases:
         try:
             pending = await self.planner.action(row).verify(self.planner.context(row), plan)
         except StepError as exc:
-            return self._not_caught_up(row, exc)
-        self._settling.pop(row.id, None)
+            return self.patience.not_caught_up(row, exc)
+        self.patience.verified(row)
         if pending:
             closures_db.update_step(self.db, row.id, step, next_check_at=None)
             await self.transitions.transition(
@@ -402,26 +356,14 @@ class Phases:
         await self.transitions.transition(row.id, row.state, "verified", also=finish, posts=posts)
         return None
 
-    def _not_caught_up(self, row: ClosureRow, exc: StepError) -> float:
-        """A verification found the step's writes not visible: Entra may not have caught up.
-        Re-read (the first after SETTLE_FIRST, doubling, capped at poll_interval) for up to
-        `settle` seconds since the first such read; then the step fails with what is wrong."""
-        now = self.clock()
-        state, since, tries = self._settling.get(row.id, (row.state, now, 0))
-        if state != row.state:
-            since, tries = now, 0
-        waited = now - since
-        if waited >= self.settle:
-            self._settling.pop(row.id, None)
-            raise StepError(f"{exc} (still so after re-reading for {waited:.0f} s)") from exc
-        self._settling[row.id] = (row.state, since, tries + 1)
-        poll = self.settings.timing.poll_interval
-        wait = float(min(poll, SETTLE_FIRST * 2 ** min(tries, 30), self.settle - waited))
-        log.info(
-            "closure %s: %s; Entra may not have caught up yet, reading again in %.1f s",
-            row.id,
-            exc,
-            wait,
-            extra={"closure_id": row.id, "tenant": row.tenant, "state": row.state},
-        )
-        return wait
+
+def remaining_time(left: int, rate: float | None, pacer: WritePacer) -> float | None:
+    """Seconds the step's `left` writes should still take: what the pace Microsoft allows says
+    (the pacer's learned rate, saved-up burst and any pause it asked for), or what the writes so
+    far say if they went slower than that pace. The average so far alone is too hopeful after a
+    burst: the burst is spent, and the rest goes at the learned pace (issue 11)."""
+    if left <= 0:
+        return 0.0
+    paced = pacer.eta(left)
+    observed = left / rate if rate else None
+    return max(paced, observed) if observed is not None else paced or None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bot.microsoft.pacing import WritePacer
+from bot.phases import remaining_time
 from simulator.microsoft.graph_throttle import Budget, make_budget
 
 
@@ -170,3 +171,18 @@ async def test_eta_follows_the_learned_pace() -> None:
     assert pacer.eta(3400) == 20.0
     pacer.throttled(5.0)
     assert pacer.eta(100) == 15.0
+
+
+async def test_the_eta_after_a_burst_follows_the_learned_pace() -> None:
+    """Right after the documented burst went out at once, the average so far is far above what
+    Microsoft allows; the progress ETA is the learned pace's, not that average's."""
+    t = FakeTime()
+    pacer = WritePacer(clock=t.clock, sleep=t.sleep)
+    await pacer.writes(3000)  # the burst the documented window allows, all at once
+    t.now += 1.0
+    observed = 3000 / 1.0  # writes per second so far
+    left = 2000
+    eta = remaining_time(left, observed, pacer)
+    assert eta is not None and abs(eta - left / pacer.learned_rate()) <= 2.0  # a second refilled
+    assert eta > left / observed * 100
+    assert remaining_time(0, observed, pacer) == 0.0

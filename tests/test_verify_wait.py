@@ -78,7 +78,7 @@ async def test_verification_fails_after_the_bound_with_the_reason(
     world = await make_world(users=10)
     await hold_before_step_4(world)
     assert world.service is not None
-    world.service.core.phases.settle = 1.0
+    world.service.core.phases.patience.settle = 1.0
     world.microsoft.lag.set(seconds=3600)  # Entra never catches up within the test
     await approve_step_4(world)
     assert await world.wait_state("disable_mfa.failed", timeout=30) == "disable_mfa.failed"
