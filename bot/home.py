@@ -29,13 +29,13 @@ from bot.config import Settings
 from bot.identity import Directory
 from bot.messages import (
     PHASE_LABEL,
-    duration,
     mentions,
     plain,
     shown_reason,
     slack_date,
     slack_trouble,
     state_words,
+    when,
 )
 from bot.status import status_view
 from statemachine import approvals as rules
@@ -138,13 +138,6 @@ def _header(text: str) -> Block:
     return {"type": "header", "text": {"type": "plain_text", "text": text[:150]}}
 
 
-def _when(epoch: float, now: float) -> str:
-    """A date every reader sees in their own time zone, and how far it is from now."""
-    delta = epoch - now
-    rel = f"in {duration(delta)}" if delta >= 0 else f"{duration(-delta)} ago"
-    return f"{slack_date(epoch)} ({rel})"
-
-
 def _approved_line(approvals: Mapping[str, Sequence[str]]) -> str | None:
     parts = [
         f"{'rollback' if step == ROLLBACK else f'step {n}'} by {mentions(who)}"
@@ -173,9 +166,9 @@ def _waiting_lines(c: HomeClosure, now: float) -> list[str]:
         wait = f"*Waiting on:* {missing} more approval{'s' if missing != 1 else ''} from {who}"
         if c.expires_at is not None:
             if c.expires_at > now:
-                wait += f" · expires {_when(c.expires_at, now)}"
+                wait += f" · expires {when(c.expires_at, now)}"
             else:
-                wait += f" · expired {_when(c.expires_at, now)}; a fresh request follows"
+                wait += f" · expired {when(c.expires_at, now)}; a fresh request follows"
         return [*lines, wait]
     if phase == "waiting_external":
         return [
@@ -219,16 +212,16 @@ def closure_blocks(c: HomeClosure, *, now: float, viewer: str | None = None) -> 
     lines.append(
         f"<{c.permalink}|Open the thread>" if c.permalink else "_No thread link right now._"
     )
-    when = (
-        f"finished {_when(c.updated_at, now)}"
+    age = (
+        f"finished {when(c.updated_at, now)}"
         if c.finished
-        else f"started {_when(c.created_at, now)}"
+        else f"started {when(c.created_at, now)}"
     )
     return [
         _section("\n".join(lines)),
         _context(
             f"tenant `{c.tenant_id}` · requested by <@{c.requester}> · closure"
-            f" `{c.closure_id}` · {when}"
+            f" `{c.closure_id}` · {age}"
         ),
         {"type": "divider"},
     ]

@@ -1,0 +1,8 @@
+"""Every sentence people read in the closure's thread and in the bot's replies, and a state in
+words: pure functions of plain data, one home in four modules (words, thread, replies, slack).
+Block Kit layout is `bot.blocks`'; the Home tab's is `bot.home`'. Callers use `bot.messages.X`."""
+
+from bot.messages.replies import *  # noqa: F403
+from bot.messages.slack import *  # noqa: F403
+from bot.messages.thread import *  # noqa: F403
+from bot.messages.words import *  # noqa: F403
