@@ -3,7 +3,6 @@ preparation) and the audit export; each answers with a `Reply` whose refusals ca
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Callable
@@ -15,7 +14,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlite_utils import Database
 
-from bot import auditlog, messages
+from bot import export, messages
 from bot.approvers import Approvers
 from bot.config import Settings, TenantSettings
 from bot.identity import Directory
@@ -312,23 +311,18 @@ class Actions:
         if row is None or row.status_ts is None:
             return refused(Refused.NO_CLOSURE, messages.reply("no_thread", tenant=tenant.name))
         rows = audit.trail(self.db, tenant.name)
-        stamp = f"{tenant.name}-audit-{row.id}"
-        # A long closure's trail (50,000 rows) takes seconds to render: off the event loop.
-        csv_text, json_text = await asyncio.to_thread(
-            lambda: (auditlog.as_csv(rows).encode(), auditlog.as_json(rows).encode())
-        )
         try:
-            await self.client.files_upload_v2(
+            # Written to files off the event loop and streamed from disk to Slack (bot.export).
+            await export.post_files(
+                self.client,
+                rows,
+                stamp=f"{tenant.name}-audit-{row.id}",
                 channel=row.channel,
                 thread_ts=row.status_ts,
-                initial_comment=messages.audit_posted(tenant.name, len(rows), user),
-                file_uploads=[
-                    {"content": csv_text, "filename": f"{stamp}.csv", "title": f"{stamp}.csv"},
-                    {"content": json_text, "filename": f"{stamp}.json", "title": f"{stamp}.json"},
-                ],
+                comment=messages.audit_posted(tenant.name, len(rows), user),
             )
-        except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
-            error = slack_error(exc)
+        except (SlackApiError, export.UploadError, aiohttp.ClientError, TimeoutError) as exc:
+            error = slack_error(exc) if not isinstance(exc, export.UploadError) else str(exc)
             log.warning("closure %s: audit export not posted: %s", row.id, error)
             return refused(Refused.SLACK, messages.audit_upload_failed(tenant.name, error))
         # Recorded once the files are in Slack: the trail never claims an export that failed.

@@ -31,12 +31,12 @@ def _time(epoch: float) -> str:
     return datetime.datetime.fromtimestamp(epoch, datetime.UTC).isoformat(timespec="milliseconds")
 
 
-def _fields(row: AuditRow) -> dict[str, Any]:
+def fields_of(row: AuditRow) -> dict[str, Any]:
     return {**dataclasses.asdict(row), "detail": dict(row.detail), "time": _time(row.at)}
 
 
 def as_json(rows: Sequence[AuditRow]) -> str:
-    return json.dumps([_fields(r) for r in rows], indent=2, sort_keys=True)
+    return json.dumps([fields_of(r) for r in rows], indent=2, sort_keys=True)
 
 
 def as_csv(rows: Sequence[AuditRow]) -> str:
@@ -44,5 +44,5 @@ def as_csv(rows: Sequence[AuditRow]) -> str:
     writer = csv.DictWriter(out, fieldnames=FIELDS, extrasaction="ignore")
     writer.writeheader()
     for row in rows:
-        writer.writerow({**_fields(row), "detail": json.dumps(dict(row.detail), sort_keys=True)})
+        writer.writerow({**fields_of(row), "detail": json.dumps(dict(row.detail), sort_keys=True)})
     return out.getvalue()

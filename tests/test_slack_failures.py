@@ -4,10 +4,12 @@ every permanent Slack error is said aloud and recovered where it can be, and bur
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 
 import pytest
 
+from bot import auditlog
 from bot.home import closure_blocks, home_closure
 from bot.outbox import Post
 from bot.slackapi import Pace
@@ -264,3 +266,19 @@ def test_a_burst_of_calls_is_spread_within_the_tier() -> None:
     starts = [1000.0 + w for w in waits]
     assert max(sum(1 for s in starts if t <= s < t + 60 - 1e-6) for t in starts) <= 60
     assert pace.reserve(1000.0 + 300) == 0.0  # after a quiet spell, calls go at once again
+
+
+async def test_the_exported_files_are_the_trail_as_the_cli_prints_it(world: World) -> None:
+    """The files written row by row off the event loop and streamed to Slack hold exactly what
+    `close-account-bot audit` prints: the same CSV, and JSON that parses to the same entries."""
+    await world.command(world.tenant.name)
+    await world.wait_request("delete_users")
+    assert "could not be posted" not in await world.command(f"audit {world.tenant.name}")
+    assert world.service is not None
+    rows = audit.trail(world.service.db, world.tenant.name)
+    shared = {f["name"]: f["content"] for f in world.slack.files}
+    csv_file = next(c for n, c in shared.items() if str(n).endswith(".csv"))
+    json_file = next(c for n, c in shared.items() if str(n).endswith(".json"))
+    exported = [r for r in rows if r.action != "audit_export"]
+    assert csv_file.decode() == auditlog.as_csv(exported)
+    assert json.loads(json_file) == json.loads(auditlog.as_json(exported))
