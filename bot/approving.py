@@ -86,7 +86,9 @@ class Approving:
             return
         self._looked[req.id] = now
         try:
-            await self.reactions.client.reactions_get(channel=req.channel, timestamp=req.ts)
+            await self.reactions.client.reactions_get(
+                channel=req.channel, timestamp=req.ts, full=True
+            )
         except SlackApiError as exc:
             if slack_error(exc) == "message_not_found":
                 raise

@@ -55,6 +55,9 @@ async def in_thread(examples: Callable[[], None]) -> None:
     await asyncio.to_thread(examples)
 
 
+FOREIGN = "foreign_request_refused"
+
+
 def state(world: World, *, audit: bool = True) -> dict[str, Any]:
     """Everything a request could change: closures, approvals, audit, Slack, the tenant.
     (`audit=False`: a refused command may well be audited; that is not a change of state.)"""
@@ -62,7 +65,11 @@ def state(world: World, *, audit: bool = True) -> dict[str, Any]:
         "closures": table(world, "closures"),
         "requests": table(world, "requests"),
         "votes": table(world, "votes"),
-        "audit": len(table(world, "audit")) if audit else None,
+        # A request for another team, app or enterprise is refused and audited (issue 12): that
+        # record is the refusal, not a change of state.
+        "audit": len([r for r in table(world, "audit") if r["action"] != FOREIGN])
+        if audit
+        else None,
         "slack_events": len(table(world, "slack_events")),
         "messages": [
             (m.channel, m.ts, m.thread_ts, len(m.versions), m.text, dict(m.reactions))
