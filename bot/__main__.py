@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
+import aiohttp
+
 from bot.config import ConfigError, Settings, load_settings
 from bot.logs import FORMATS, LEVELS, configure
 from bot.startup import StartupError, Unreachable
@@ -118,6 +120,49 @@ def cmd_check(args: argparse.Namespace) -> int:
     return asyncio.run(_check(_settings(args.config)))
 
 
+async def _plan(settings: Settings, name: str, fmt: str) -> int:
+    """Reads only: the tenant's inventory per step, printed; no database, Slack or write."""
+    from bot import preview
+    from bot.microsoft.graph import GraphError
+    from bot.microsoft.tokens import TokenError
+    from bot.network import client_session
+    from bot.service import build_tenants, ca_bundle, ssl_context
+    from bot.startup import check_tls
+
+    check_tls(settings)
+    context = ssl_context(settings.ca_file)
+    bundle = ca_bundle(settings.ca_file)
+    async with client_session(settings.network) as session:
+        tenants = build_tenants(settings, session, context, bundle)
+        try:
+            found = await preview.preview(
+                tenants[name], session, context, settings.timing.tenant_gone_checks
+            )
+        except (TokenError, GraphError, aiohttp.ClientError, TimeoutError) as exc:
+            print(f"close-account-bot: cannot read {name}: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            for tenant in tenants.values():
+                getattr(tenant.graph.tokens, "close", lambda: None)()
+            if bundle:
+                os.unlink(bundle)
+    out = {
+        "text": lambda: preview.as_text(name, found),
+        "csv": lambda: preview.as_csv(found),
+        "json": lambda: preview.as_json(found),
+    }[fmt]()
+    print(out, end="" if out.endswith("\n") else "\n")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    settings = _settings(args.config)
+    tenant = settings.tenant(args.tenant)
+    if tenant is None:
+        raise CliError(f"{args.config}: tenants: no tenant named {args.tenant!r}")
+    return asyncio.run(_plan(settings, tenant.name, args.format))
+
+
 async def _run(settings: Settings, host: str, port: int) -> None:
     from bot.service import serve_forever, start_service
 
@@ -218,6 +263,11 @@ def parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="check config, credentials, permissions and roles")
     check.add_argument("--config", required=True)
     check.set_defaults(func=cmd_check)
+    plan = sub.add_parser("plan", help="preview a closure: per step, what it would do and block")
+    plan.add_argument("--config", required=True)
+    plan.add_argument("--tenant", required=True)
+    plan.add_argument("--format", choices=["text", "csv", "json"], default="text")
+    plan.set_defaults(func=cmd_plan)
     diagram = sub.add_parser("diagram", help="print the state machine as Mermaid")
     diagram.set_defaults(func=cmd_diagram)
     audit = sub.add_parser("audit", help="print a tenant's audit trail")
