@@ -186,10 +186,17 @@ def seed_subscriptions(t: SimTenant, given: list[dict[str, Any]] | None) -> None
             user["assignedLicenses"] = [{"disabledPlans": [], "skuId": first_sub["skuId"]}]
 
 
-def _ca_policy(
-    t: SimTenant, display: str, state: str, controls: list[str], apps: list[str]
-) -> None:
-    stamp = iso(t.epoch - dt.timedelta(days=60))
+def ca_policy(
+    t: SimTenant,
+    display: str,
+    state: str,
+    controls: list[str],
+    apps: list[str],
+    stamp: str | None = None,
+) -> str:
+    """A conditional access policy as Graph returns it (seeded 60 days ago unless `stamp`);
+    its ID."""
+    stamp = stamp or iso(t.epoch - dt.timedelta(days=60))
     policy_id = t.guid()
     t.ca_policies[policy_id] = {
         "id": policy_id,
@@ -230,15 +237,14 @@ def _ca_policy(
             "authenticationStrength": None,
         },
     }
+    return policy_id
 
 
 def seed_policies(t: SimTenant) -> None:
-    _ca_policy(t, "Require MFA for administrators", "enabled", ["mfa"], ["all"])
-    _ca_policy(
-        t, "Require MFA for all users", "enabledForReportingButNotEnforced", ["mfa"], ["all"]
-    )
-    _ca_policy(t, "Require MFA for guests (retired)", "disabled", ["mfa"], ["all"])
-    _ca_policy(
+    ca_policy(t, "Require MFA for administrators", "enabled", ["mfa"], ["all"])
+    ca_policy(t, "Require MFA for all users", "enabledForReportingButNotEnforced", ["mfa"], ["all"])
+    ca_policy(t, "Require MFA for guests (retired)", "disabled", ["mfa"], ["all"])
+    ca_policy(
         t, "Block legacy authentication", "enabled", ["block"], ["exchangeActiveSync", "other"]
     )
 

@@ -24,6 +24,7 @@ from simulator.microsoft.graph_odata import (
     project,
     selection,
 )
+from simulator.microsoft.graph_seed import ca_policy
 
 _CA_STATES = frozenset({"enabled", "disabled", "enabledForReportingButNotEnforced"})
 _MFA_STATES = frozenset({"enforced", "enabled", "disabled"})
@@ -223,37 +224,16 @@ def add_strength_policy(
         raise ValueError(f"unknown conditional access state {state!r}")
     stamp = iso(tenant.now())
     builtin = AUTH_STRENGTHS.get(strength)
-    policy_id = tenant.guid()
-    tenant.ca_policies[policy_id] = {
-        "id": policy_id,
-        "templateId": None,
-        "displayName": display,
-        "description": None,
+    policy_id = ca_policy(tenant, display, state, [], ["all"], stamp)
+    tenant.ca_policies[policy_id]["grantControls"]["authenticationStrength"] = {
+        "id": strength,
         "createdDateTime": stamp,
         "modifiedDateTime": stamp,
-        "state": state,
-        "sessionControls": None,
-        "conditions": {
-            "clientAppTypes": ["all"],
-            "applications": {"includeApplications": ["All"], "excludeApplications": []},
-            "users": {"includeUsers": ["All"], "excludeUsers": []},
-        },
-        "grantControls": {
-            "operator": "OR",
-            "builtInControls": [],
-            "customAuthenticationFactors": [],
-            "termsOfUse": [],
-            "authenticationStrength": {
-                "id": strength,
-                "createdDateTime": stamp,
-                "modifiedDateTime": stamp,
-                "displayName": (builtin or {}).get("displayName", "Custom strength"),
-                "description": None,
-                "policyType": "builtIn" if builtin else "custom",
-                "requirementsSatisfied": requirements,
-                "allowedCombinations": list((builtin or {}).get("allowedCombinations", [])),
-            },
-        },
+        "displayName": (builtin or {}).get("displayName", "Custom strength"),
+        "description": None,
+        "policyType": "builtIn" if builtin else "custom",
+        "requirementsSatisfied": requirements,
+        "allowedCombinations": list((builtin or {}).get("allowedCombinations", [])),
     }
     return policy_id
 
