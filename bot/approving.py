@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from slack_sdk.errors import SlackApiError
 from sqlite_utils import Database
 
-from bot import blocks, messages
+from bot import blocks, messages, reminders
 from bot.approvers import Approvers
 from bot.config import Settings
 from bot.outbox import Outbox, Post
@@ -208,12 +208,15 @@ class Approving:
         )
 
     async def _remind(self, row: ClosureRow, req: RequestRow, tally: rules.Tally) -> float:
-        """Nudge the approvers still needed once per reminder_interval; returns the next time."""
+        """Nudge the approvers still needed on `bot.reminders`' schedule (every
+        reminder_interval, then a last call before expiry); returns the next time to look."""
         interval = self.settings.timing.reminder_interval
-        due = float(req.reminded_at or req.created_at) + interval
+        created, expires = float(req.created_at), float(req.expires_at)
         now = self.clock()
-        if now < due:
-            return due
+        due = reminders.due(created, expires, interval, req.reminded_at, now)
+        if due is None:
+            upcoming = reminders.next_reminder(created, expires, interval, req.reminded_at)
+            return math.inf if upcoming is None or now >= expires else upcoming.at
         requests_db.set_reminded(self.db, req.id, now)  # first: a reminder fires once
         waiting = [a for a in await self.approvers.eligible(row) if a not in tally.approvals]
         audit.record(
@@ -223,11 +226,13 @@ class Approving:
             at=now,
             step=req.step,
             plan_hash=req.plan_hash,
-            detail={"waiting_on": waiting, "missing": tally.missing},
+            detail={"waiting_on": waiting, "missing": tally.missing, "last_call": due.last_call},
         )
-        await self.outbox.say(
-            row.id,
-            messages.remind_approvers(req.step, tally.missing, waiting, req.expires_at),
-            step=req.step,
+        text = (
+            messages.last_call_approvers(req.step, tally.missing, waiting, expires, now)
+            if due.last_call
+            else messages.remind_approvers(req.step, tally.missing, waiting, expires)
         )
-        return now + interval
+        await self.outbox.say(row.id, text, step=req.step)
+        after = reminders.next_reminder(created, expires, interval, now)
+        return math.inf if after is None else after.at

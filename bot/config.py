@@ -91,6 +91,7 @@ _TENANT_KEYS = (
     "graph_url",
     "arm_url",
     "partner_center",
+    "retain_slack_user",
 )
 _CHANNEL_ID = re.compile(r"[CG][A-Z0-9]{2,}")
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,}")
@@ -238,6 +239,12 @@ def _tenant(table: Table, base: Path, environ: Mapping[str, str]) -> TenantSetti
     approvers = table.id_list(
         "approvers", _USER_ID, "a Slack user ID like U0123ABCD or an email", _EMAIL
     )
+    slack_user = table.optional_string("retain_slack_user")
+    if slack_user is not None and not (
+        _USER_ID.fullmatch(slack_user) or _EMAIL.fullmatch(slack_user)
+    ):
+        problem = f"{slack_user!r} is not a Slack user ID like U0123ABCD or an email"
+        raise table.error("retain_slack_user", problem)
     quorum = table.integer("quorum")
     if not 1 <= quorum <= len(approvers):
         raise table.error("quorum", f"must be between 1 and {len(approvers)} (the approvers)")
@@ -272,6 +279,7 @@ def _tenant(table: Table, base: Path, environ: Mapping[str, str]) -> TenantSetti
         certificate_file=certificate,
         arm_url=arm_url or CLOUDS[cloud].arm_url,
         partner_center=partner,
+        retain_slack_user=slack_user,
     )
 
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlite_utils import Database
 
+from bot.settings import TenantSettings
 from storage import identities
 
 log = logging.getLogger("close_account_bot.identity")
@@ -18,6 +21,16 @@ ACTIVE_TTL = 60.0  # seconds a users.info answer is trusted
 
 def is_email(ref: str) -> bool:
     return "@" in ref
+
+
+@dataclass(frozen=True)
+class Ping:
+    """Whom an admin-center checklist pings: the retained administrator's Slack user, or, when
+    there is none, why nobody is pinged. `account` is the retained account as configured."""
+
+    account: str | None
+    user_id: str | None = None
+    why_not: str | None = None
 
 
 class Directory:
@@ -93,3 +106,35 @@ class Directory:
 
     async def active_ids(self, refs: Iterable[str]) -> tuple[str, ...]:
         return tuple([u for u in self.ids(refs) if await self.active(u)])
+
+    async def retained_admin(self, tenant: TenantSettings | None) -> Ping:
+        """The Slack user of `tenant`'s retained administrator: `retain_slack_user` (an ID or an
+        email) if configured, else the first retained account's email, through
+        users.lookupByEmail (resolved once and kept, like the approvers' emails)."""
+        account = tenant.retain[0] if tenant is not None and tenant.retain else None
+        ref = tenant.retain_slack_user if tenant is not None else None
+        if ref is None and account is not None and is_email(account):
+            ref = account
+        if ref is None:
+            why = "the retained account is an object ID and `retain_slack_user` is not set"
+            return Ping(account, why_not=why)
+        user_id = self.user_id(ref)
+        try:
+            if user_id is None:
+                problems = await self.resolve([ref])
+                user_id = self.user_id(ref)
+                if user_id is None:
+                    error = problems[0].rpartition(": ")[2] if problems else "not found"
+                    return Ping(account, why_not=f"no Slack user has the email {ref} ({error})")
+            active = await self.active(user_id)
+        except (SlackApiError, aiohttp.ClientError, OSError) as exc:
+            error = (
+                exc.response.get("error") if isinstance(exc, SlackApiError) else type(exc).__name__
+            )
+            if user_id is None:  # Slack not answering never stops a checklist
+                return Ping(account, why_not=f"Slack could not look up {ref} just now ({error})")
+            log.warning("users.info %s: %s; pinging anyway", user_id, error)
+            active = True
+        if not active:
+            return Ping(account, why_not=f"the Slack account for {ref} is deactivated")
+        return Ping(account, user_id=user_id)

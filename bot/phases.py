@@ -180,7 +180,7 @@ class Phases:
                 row.state,
                 "hand_off",
                 plan_hash=plan.hash,
-                posts=[self._checklist(row, step, plan, action)],
+                posts=[await self._checklist(row, step, plan, action)],
             )
             return None
         await self.transitions.transition(
@@ -232,21 +232,23 @@ class Phases:
             },
         )
 
-    def _checklist(self, row: ClosureRow, step: str, plan: Plan, action: Step) -> Post:
+    async def _checklist(self, row: ClosureRow, step: str, plan: Plan, action: Step) -> Post:
+        """The admin-center checklist, mentioning the retained administrator's Slack user (or
+        saying why nobody is pinged) in its text and its footer."""
         tenant = self.settings.tenant(row.tenant)
-        retained = tenant.retain[0] if tenant and tenant.retain else None
+        ping = await self.approving.approvers.directory.retained_admin(tenant)
         timing = self.settings.timing
         footer = messages.checklist_footer(
-            retained,
+            ping.account,
             timing.poll_interval,
             confirmations=timing.tenant_gone_checks if action.counts_confirmations else None,
         )
-        title = messages.checklist_title(step)
+        title, who = messages.checklist_title(step), messages.checklist_ping(ping)
         return Post(
-            title + "\n" + "\n".join(map(messages.inert, plan.checklist)),
+            "\n".join([title, *map(messages.inert, plan.checklist), who]),
             step,
             "checklist",
-            blocks.checklist_blocks(title, plan.checklist, footer),
+            blocks.checklist_blocks(title, plan.checklist, f"{who}\n{footer}"),
         )
 
     async def _waiting(self, row: ClosureRow, step: str) -> float | None:
@@ -294,7 +296,8 @@ class Phases:
     async def _remind_admin(
         self, row: ClosureRow, step: str, info: StepRow, remaining: list[str]
     ) -> float:
-        """Nudge the admin once per reminder_interval while a checklist is not done."""
+        """Nudge the retained administrator (a mention when Slack knows them) once per
+        reminder_interval while a checklist is not done."""
         interval = self.settings.timing.reminder_interval
         due = float(info.reminded_at or info.started_at or self.clock()) + interval
         now = self.clock()
@@ -302,9 +305,10 @@ class Phases:
             return due
         closures_db.update_step(self.db, row.id, step, reminded_at=now)
         self._record(row, "reminder", step, detail={"waiting_on": remaining})
-        tenant = self.settings.tenant(row.tenant)
-        retained = tenant.retain if tenant is not None else ()
-        await self.outbox.say(row.id, messages.remind_admin(step, retained, remaining), step=step)
+        ping = await self.approving.approvers.directory.retained_admin(
+            self.settings.tenant(row.tenant)
+        )
+        await self.outbox.say(row.id, messages.remind_admin_ping(step, ping, remaining), step=step)
         return now + interval
 
     async def _verifying(self, row: ClosureRow, step: str) -> float | None:

@@ -66,6 +66,9 @@ class TenantSettings:
     certificate_file: Path | None
     arm_url: str = ""  # Azure Resource Manager (the cloud's unless overridden)
     partner_center: PartnerCenterSettings | None = None
+    # Who the admin-center checklists ping: the retained administrator's Slack user (an ID or an
+    # email); None: the first `retain` entry's email, looked up in Slack.
+    retain_slack_user: str | None = None
 
     def quorum_for(self, step: str) -> int:
         """Approvals needed for `step` (a step name or 'rollback')."""
