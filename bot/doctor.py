@@ -15,6 +15,7 @@ from bot import messages
 from bot.config import Settings
 from bot.microsoft import tenant as ms
 from bot.microsoft.graph import GraphError
+from bot.microsoft.permissions import OPTIONAL_ROLES as OPTIONAL_ROLES
 from bot.microsoft.permissions import REQUIRED_ROLES as REQUIRED_ROLES
 from bot.microsoft.permissions import Need as Need
 from bot.microsoft.tokens import TokenError, jwt_claims
@@ -177,11 +178,13 @@ async def check_tenant(tenant: ms.Tenant) -> list[Line]:
 
 
 def permission_lines(subject: str, roles: set[str]) -> list[Line]:
-    """One line per step: ok, or each call the token's roles do not allow and what would."""
+    """One line per step: ok, or each call the token's roles do not allow and what would; a
+    group of optional calls (the data-loss figures) says "not granted" and does not fail."""
     lines: list[Line] = []
-    steps = dict.fromkeys(n.step for n in REQUIRED_ROLES)
+    every = (*REQUIRED_ROLES, *OPTIONAL_ROLES)
+    steps = dict.fromkeys(n.step for n in every)
     for step in steps:
-        needs = [n for n in REQUIRED_ROLES if n.step == step]
+        needs = [n for n in every if n.step == step]
         missing = [n for n in needs if not n.allows(roles)]
         optional = all(n.optional for n in needs)
         detail = "; ".join(f"{n.call}: needs {' or '.join(n.accepted)}" for n in missing)

@@ -20,6 +20,7 @@ import aiohttp
 from bot.config import Settings, load_settings
 from bot.doctor import BOT_SCOPES
 from bot.service import Service, start_service
+from simulator.microsoft.graph_data import DEFAULT_APP_ROLES
 from simulator.microsoft.server import MicrosoftSimulator, SimTenant
 from simulator.slack.server import (
     RateLimits,
@@ -166,6 +167,9 @@ class World:
             certificate_file.write_bytes(key_pem + cert_pem)
             certificate_file.chmod(0o600)
             tenant_kwargs["client_certificate"] = cert_pem
+        # The least-privileged set plus the optional Reports.Read.All the README tells operators
+        # to grant (step 1's data-loss figures); a test passing app_roles gets exactly those.
+        tenant_kwargs["app_roles"] = DEFAULT_APP_ROLES | {"Reports.Read.All"}
         sim_tenant = ms.add_tenant(
             **{"name": "contoso", "users": users, "seed": seed, **tenant_kwargs, **(tenant or {})}
         )

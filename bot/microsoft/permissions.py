@@ -195,3 +195,22 @@ REQUIRED_ROLES: tuple[Need, ...] = (
         _DELETE_RESTORE,
     ),
 )
+# Optional calls: they only add information (step 1's data-loss figures, shown in its approval
+# request); without the permission the request says the size is unknown and why, and `check`
+# says "not granted" without failing. Microsoft's pages (v1.0/api/reportroot-*.md, Permissions:
+# Application | Reports.Read.All, none higher); the simulator's table cites them too.
+OPTIONAL_ROLES: tuple[Need, ...] = tuple(
+    Need(
+        "1 data-loss figures (optional)",
+        f"read the {what} usage report",
+        "GET",
+        f"reports/{function}",
+        ("Reports.Read.All",),
+        optional=True,
+    )
+    for what, function in (
+        ("mailbox", "getMailboxUsageDetail"),
+        ("OneDrive", "getOneDriveUsageAccountDetail"),
+        ("SharePoint", "getSharePointSiteUsageDetail"),
+    )
+)

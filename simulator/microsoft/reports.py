@@ -25,6 +25,7 @@ from the user's object ID, so the same user always shows the same bytes.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import datetime as dt
 import hashlib
@@ -184,6 +185,12 @@ class Reports:
         self._base_url = base_url
         self._clock = clock
         self._downloads: dict[str, tuple[float, bytes]] = {}
+        # Tests look here: the Authorization header each download came with (None: none).
+        self.download_authorizations: list[str | None] = []
+        # Whether the CSV starts with a UTF-8 byte order mark, as files downloaded from
+        # Microsoft's report URLs are seen to (readers must drop it); off by default so that
+        # plain `resp.text()` readers see the documented header line.
+        self.byte_order_mark = False
 
     def route(
         self, req: GraphRequest
@@ -211,8 +218,11 @@ class Reports:
             raise bad_request(f"Resource not found for the segment '{req.segments[-1]}'.")
         return self._report
 
-    def download(self, token: str) -> bytes | None:
-        """The CSV behind a download token, or None once it has expired (or never existed)."""
+    def download(self, token: str, authorization: str | None = None) -> bytes | None:
+        """The CSV behind a download token, or None once it has expired (or never existed).
+        `authorization` is the request's Authorization header, recorded for tests: the URL is
+        preauthenticated, so a client that sends its Graph token here leaks it."""
+        self.download_authorizations.append(authorization)
         now = self._clock()
         self._downloads = {k: v for k, v in self._downloads.items() if v[0] > now}
         found = self._downloads.get(token)
@@ -239,7 +249,7 @@ class Reports:
             except ValueError:
                 raise bad_request(f"Invalid value for date: {value}.") from None
             label = "1"
-        data = to_csv(build(tenant, label))
+        data = (codecs.BOM_UTF8 if self.byte_order_mark else b"") + to_csv(build(tenant, label))
         token = secrets.token_urlsafe(24)
         self._downloads[token] = (self._clock() + DOWNLOAD_LIFETIME, data)
         location = f"{self._base_url()}/_sim/reports/{token}"

@@ -449,7 +449,9 @@ class MicrosoftSimulator:
     async def _report_download(self, request: web.Request) -> web.Response:
         """A usage report's preauthenticated download URL: no Authorization header needed
         (simulator/microsoft/reports.py)."""
-        data = self.reports.download(request.match_info["token"])
+        data = self.reports.download(
+            request.match_info["token"], request.headers.get("Authorization")
+        )
         self._record(request.method, request.path, None, 404 if data is None else 200)
         if data is None:
             return web.Response(status=404)

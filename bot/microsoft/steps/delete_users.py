@@ -8,6 +8,7 @@ from typing import Any
 
 from bot.config_table import GUID
 from bot.microsoft.graph import BatchRequest
+from bot.microsoft.reports import data_figures
 from bot.microsoft.steps import disable_sync
 from bot.microsoft.steps.base import BATCH, Progress, Step, StepContext, batched, deletes
 from bot.microsoft.tenant import StepError, Tenant, facts, global_admins, list_users
@@ -36,6 +37,24 @@ def retained_users(
 ) -> dict[str, Mapping[str, Any] | None]:
     """Each `retain` entry (as configured) and the user it names, or None if none."""
     return {entry: next((u for u in users if keeps(entry, u)), None) for entry in retain}
+
+
+def retained_facts(
+    retain: Iterable[str], users: Sequence[Mapping[str, Any]]
+) -> list[dict[str, str | None]]:
+    """The accounts step 1 keeps, as its request names them: each `retain` entry and the user
+    it resolves to (UPN, display name, object ID; None when it names nobody)."""
+    out: list[dict[str, str | None]] = []
+    for entry, user in retained_users(retain, users).items():
+        out.append(
+            {
+                "entry": entry,
+                "upn": str(user.get("userPrincipalName") or "") if user else None,
+                "name": str(user.get("displayName") or "") if user else None,
+                "id": str(user.get("id") or "") if user else None,
+            }
+        )
+    return out
 
 
 class RestoreUsers:
@@ -131,7 +150,13 @@ class DeleteUsers(Step):
             for u in users
             if not is_retained(retain, u)
         )
-        return Plan(self.name, tenant.tenant_id, items, tuple(blockers), facts=facts(dict(org)))
+        # Facts, not items: the usage figures drift daily and must not change the plan's hash.
+        plan_facts = {
+            **facts(dict(org)),
+            "retained": retained_facts(retain, users),
+            "data": await data_figures(tenant),
+        }
+        return Plan(self.name, tenant.tenant_id, items, tuple(blockers), facts=plan_facts)
 
     async def execute(self, ctx: StepContext, plan: Plan, progress: Progress, start: int) -> None:
         paths = [f"/users/{i.id}" for i in plan.of_kind("user")]
