@@ -19,6 +19,7 @@ from bot.messages import (
     slack_date,
     step_of_total,
 )
+from bot.messages.dataloss import step_one_text
 from statemachine import steps
 from statemachine.closure import split_state
 from statemachine.plan import Item, Plan
@@ -262,6 +263,9 @@ def approval_blocks(
             "will be turned off first" if "disable_sync" in counts else steps.info(plan.step).verb
         )
         blocks.append(_text(f"*What {verb}:*\n{summary}"))
+    kept_and_lost = step_one_text(plan.facts) if plan.step == "delete_users" else None
+    if kept_and_lost:  # bot/messages/dataloss.py: the accounts kept, the data that dies
+        blocks.append(_text(kept_and_lost))
     tail: list[Block] = []
     if not steps.info(plan.step).reversible:
         tail.append(

@@ -2,6 +2,7 @@
 words: pure functions of plain data, one home in four modules (words, thread, replies, slack).
 Block Kit layout is `bot.blocks`'; the Home tab's is `bot.home`'. Callers use `bot.messages.X`."""
 
+from bot.messages.dataloss import *  # noqa: F403
 from bot.messages.pings import *  # noqa: F403
 from bot.messages.replies import *  # noqa: F403
 from bot.messages.slack import *  # noqa: F403
