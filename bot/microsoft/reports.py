@@ -106,6 +106,7 @@ async def _location(tenant: Tenant, function: str) -> str | bytes:
     attempt = 0
     while True:
         token = await graph.tokens.token(force_refresh=False)
+        graph.sent += 1  # the Graph requests metric counts every request sent
         async with graph.session.get(
             url,
             headers={"Authorization": f"Bearer {token}"},
