@@ -20,7 +20,7 @@ from simulator.slack.limits import RateLimits
 from simulator.slack.render import render_channel, render_message
 from simulator.slack.socket_mode import APP_TOKEN_SCOPES, SocketModeServer
 from simulator.slack.state import JSON, SimMessage, SimUser
-from simulator.slack.webapi import DEFAULT_BOT_SCOPES, METHODS, call
+from simulator.slack.webapi import DEFAULT_BOT_SCOPES, MAX_UPLOAD_BYTES, METHODS, call
 
 __all__ = [
     "DEFAULT_BOT_SCOPES",
@@ -101,7 +101,8 @@ class SlackSimulator(Delivery):
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        app = web.Application()
+        # aiohttp refuses bodies over 1 MiB by default (413); Slack takes files up to 1 GB.
+        app = web.Application(client_max_size=MAX_UPLOAD_BYTES + 1_000_000)
         app.router.add_route("GET", "/api/{method}", self._api)
         app.router.add_route("POST", "/api/{method}", self._api)
         app.router.add_post("/upload/v1/{key}", self._upload)
