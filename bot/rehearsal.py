@@ -58,11 +58,13 @@ from simulator.slack.server import SimUser, SlackSimulator
 def slack_people(
     settings: Settings, tenant: TenantSettings
 ) -> tuple[list[SimUser], dict[str, str]]:
-    """A workspace member for every configured admin and approver (Slack user IDs as given,
-    emails as members with that email) and each configured name's Slack user ID."""
+    """A workspace member for every configured admin, approver and retained administrator's
+    Slack user (Slack user IDs as given, emails as members with that email) and each configured
+    name's Slack user ID."""
     users: list[SimUser] = []
     ids: dict[str, str] = {}
-    for person in (*settings.slack.admins, *tenant.approvers):
+    admin = (tenant.retain_slack_user,) if tenant.retain_slack_user else ()
+    for person in (*settings.slack.admins, *tenant.approvers, *admin):
         if person.lower() in ids:
             continue
         if "@" in person:

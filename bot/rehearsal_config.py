@@ -184,6 +184,8 @@ def derived_config(
         if _simulated_endpoint(url):
             endpoints += f"{key} = {_string(url)}\n"
     by_step = ", ".join(f"{k} = {v}" for k, v in tenant.quorum_by_step.items())
+    admin_user = tenant.retain_slack_user
+    slack_user = f"retain_slack_user = {_string(admin_user)}\n" if admin_user else ""
     partner = ""
     if tenant.partner_center is not None:
         pc = tenant.partner_center
@@ -219,7 +221,7 @@ tenant_id = {_string(tenant.tenant_id)}
 client_id = {_string(tenant.client_id)}
 client_secret_env = "{TENANT_SECRET_ENV}"
 retain = {_strings(tenant.retain)}
-approvers = {_strings(tenant.approvers)}
+{slack_user}approvers = {_strings(tenant.approvers)}
 quorum = {tenant.quorum}
 quorum_by_step = {{ {by_step} }}
 cloud = {_string(tenant.cloud)}

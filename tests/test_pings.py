@@ -3,6 +3,7 @@ the retained administrator's Slack user; approval reminders go on until the requ
 
 from __future__ import annotations
 
+import io
 import json
 import tomllib
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from bot import messages
 from bot.config import ConfigError, settings_from_mapping
 from bot.identity import Ping
+from bot.rehearsal import run_rehearsal
 from bot.settings import TenantSettings
 from bot.world import APPROVERS, World
 from simulator.slack.server import SimMessage, SimUser
@@ -20,6 +22,7 @@ from storage import audit
 from tests.conftest import MakeWorld
 from tests.test_config import ENV
 from tests.test_escaping import HOSTILE, assert_inert
+from tests.test_rehearsal import sample
 
 GLOBAL_ADMIN = "U0GLOBAL"
 
@@ -173,3 +176,15 @@ def test_ping_sentences_keep_outside_text_inert() -> None:
     assert_inert(posts)
     assert messages.admin_mention(hostile) is None
     assert messages.admin_mention(Ping("a@b.example", user_id="U0GLOBAL")) == "<@U0GLOBAL>"
+
+
+async def test_the_rehearsal_pings_the_configured_slack_user(tmp_path: Path) -> None:
+    """`demo --config` with `retain_slack_user` set adds that member to the simulated workspace
+    and its checklists say the checklist is theirs."""
+    config = sample(
+        tmp_path, ('# retain_slack_user = "U0GLOBALADMIN"', 'retain_slack_user = "U0GLOBALADMIN"')
+    )
+    out = io.StringIO()
+    assert await run_rehearsal(config, out=out) == 0, out.getvalue()
+    assert "this checklist is yours" in out.getvalue()
+    assert "Nobody is pinged" not in out.getvalue()
