@@ -65,6 +65,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     import sqlite3
 
     from bot.auditlog import as_csv, as_json
+    from bot.summary import changed_csv
     from storage.audit import trail
     from storage.db import open_readonly
 
@@ -78,7 +79,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
             " (check the path; `run` creates it)"
         )
     try:
-        rows = trail(open_readonly(settings.storage_path), tenant.name)
+        db = open_readonly(settings.storage_path)
+        if args.deleted:  # every object the tenant's closures changed, as CSV
+            print(changed_csv(db, tenant.name), end="")
+            return 0
+        rows = trail(db, tenant.name)
     except sqlite3.DatabaseError as exc:
         raise CliError(
             f"{args.config}: storage.path: {settings.storage_path} cannot be read as the bot's "
@@ -274,6 +279,11 @@ def parser() -> argparse.ArgumentParser:
     audit.add_argument("--config", required=True)
     audit.add_argument("--tenant", required=True)
     audit.add_argument("--format", choices=["json", "csv"], default="json")
+    audit.add_argument(
+        "--deleted",
+        action="store_true",
+        help="print instead every object the tenant's closures changed (deleted...), as CSV",
+    )
     audit.set_defaults(func=cmd_audit)
     return p
 

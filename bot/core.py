@@ -28,6 +28,7 @@ from bot.reactions import Reactions
 from bot.runner import Background, Runner, Wakers
 from bot.slackapi import BotIdentity
 from bot.status import Status
+from bot.summary import Records
 from bot.transitions import Transitions
 
 
@@ -82,13 +83,14 @@ def build_core(
         flush_thread=lambda closure_id: outbox.flush(closure_id),
         thread_pending=lambda closure_id: outbox.pending(closure_id),
     )
+    records = Records(db=db, client=client, clock=clock, mark_requests=requests.mark_all)
     outbox = Outbox(
         db=db,
         client=client,
         me=me,
         clock=clock,
         show_status=status.refresh,
-        mark_requests=requests.mark_all,
+        mark_requests=records.after_posts,  # requests marked, then an end's list of changes
     )
     transitions = Transitions(db=db, clock=clock, outbox=outbox, status=status, wake=wakers.wake)
     reactions = Reactions(

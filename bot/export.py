@@ -1,6 +1,7 @@
 """The audit export: the trail written to files off the event loop, then streamed from disk to
 Slack's external upload (files.getUploadURLExternal, a POST of the bytes, then
-files.completeUploadExternal), so a 50,000-row trail never sits in memory or stalls the loop."""
+files.completeUploadExternal), so a 50,000-row trail never sits in memory or stalls the loop.
+The list of what a closure changed (bot.summary) is shared the same way."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import csv
 import json
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,10 +63,30 @@ async def post_files(
     thread_ts: str,
     comment: str,
 ) -> None:
-    """Write the files off the loop, stream each to its upload URL, then share both in the
-    thread. Raises SlackApiError, UploadError or an aiohttp error; the files are removed."""
-    with tempfile.TemporaryDirectory(prefix="close-account-audit-") as tmp:
-        files = await asyncio.to_thread(write_files, rows, Path(tmp), stamp)
+    """Write the trail's files off the loop, stream each to its upload URL, then share both in
+    the thread. Raises SlackApiError, UploadError or an aiohttp error; the files are removed."""
+    await share_written(
+        client,
+        lambda tmp: write_files(rows, tmp, stamp),
+        channel=channel,
+        thread_ts=thread_ts,
+        comment=comment,
+    )
+
+
+async def share_written(
+    client: AsyncWebClient,
+    write: Callable[[Path], list[ExportFile]],
+    *,
+    channel: str,
+    thread_ts: str,
+    comment: str,
+) -> None:
+    """Run `write` in a thread (it writes files into the directory it is given), stream each
+    file to its upload URL, then share them all in the thread with `comment`. Raises
+    SlackApiError, UploadError or an aiohttp error; the files are removed."""
+    with tempfile.TemporaryDirectory(prefix="close-account-export-") as tmp:
+        files = await asyncio.to_thread(write, Path(tmp))
         uploaded: list[dict[str, str | None]] = []
         for f in files:
             issued = await client.files_getUploadURLExternal(filename=f.name, length=f.size)

@@ -1,6 +1,6 @@
 """Transitions under the tenant's lock: load -> trigger -> save, with the audit record and the
-thread posts that report it in the same transaction; then the posts are sent and the status
-message shows the new state."""
+thread posts that report it in the same transaction (into an end state, the closure's summary
+too: bot.summary); then the posts are sent and the status message shows the new state."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from sqlite_utils import Database
 
-from bot import logs, messages
+from bot import logs, messages, summary
 from bot.outbox import Outbox, Post
 from bot.status import Status
 from statemachine import approvals as rules
@@ -111,6 +111,9 @@ class Transitions:
                 queued = list(posts)
                 if also is not None:
                     queued += also() or []
+                ended = closures_db.get_closure(self.db, closure_id)
+                if ended is not None:  # the summary, last, once per end (closed, aborted...)
+                    queued += summary.queue_summary(self.db, ended, at=self.clock())
                 for post in queued:
                     self.outbox.enqueue(closure_id, post)
             new = closures_db.get_closure(self.db, closure_id)

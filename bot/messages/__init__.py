@@ -6,5 +6,6 @@ from bot.messages.dataloss import *  # noqa: F403
 from bot.messages.pings import *  # noqa: F403
 from bot.messages.replies import *  # noqa: F403
 from bot.messages.slack import *  # noqa: F403
+from bot.messages.summary import *  # noqa: F403
 from bot.messages.thread import *  # noqa: F403
 from bot.messages.words import *  # noqa: F403
