@@ -37,6 +37,7 @@ from bot.health import PROBE_TIMEOUT, Health
 from bot.metrics import Metrics
 from bot.microsoft.azure import Arm
 from bot.microsoft.graph import Graph
+from bot.microsoft.learned import Learned
 from bot.microsoft.pacing import WritePacer
 from bot.microsoft.partner import PartnerCenter
 from bot.microsoft.tenant import Tenant
@@ -191,9 +192,12 @@ def build_tenants(
     *,
     graph_backoff: float = 1.0,
     pacer: Callable[[], WritePacer] | None = None,
+    db: Database | None = None,
 ) -> dict[str, Tenant]:
-    """One MSAL app and one Graph client per configured tenant, over the shared session."""
+    """One MSAL app and one Graph client per configured tenant, over the shared session; what
+    ARM and Partner Center tell them is kept in `db` (in memory without one)."""
     tenants = {}
+    learned = Learned(db)
     for t in settings.tenants:
         tokens = MsalTokens(t, ca_bundle=bundle, network=settings.network)
         graph = Graph(
@@ -206,12 +210,24 @@ def build_tenants(
             name=t.name,
         )
         arm = (
-            Arm(session, t.arm_url, tokens, ssl_context=context, backoff_base=graph_backoff)
+            Arm(
+                session,
+                t.arm_url,
+                tokens,
+                ssl_context=context,
+                backoff_base=graph_backoff,
+                learned=learned,
+            )
             if t.arm_url
             else None
         )
         partner = PartnerCenter.build(
-            session, t, ca_bundle=bundle, ssl_context=context, network=settings.network
+            session,
+            t,
+            ca_bundle=bundle,
+            ssl_context=context,
+            network=settings.network,
+            learned=learned,
         )
         tenants[t.name] = Tenant(t, graph, arm, partner)
     return tenants
@@ -265,7 +281,7 @@ async def _start(
     )
     metrics = Metrics()
     client = slack_client(settings, context, slack_session, metrics, quiet=True)
-    tenants = build_tenants(settings, session, context, bundle, graph_backoff=graph_backoff)
+    tenants = build_tenants(settings, session, context, bundle, graph_backoff=graph_backoff, db=db)
     metrics.watch(db, tenants, clock)
     core = build_core(
         settings=settings,

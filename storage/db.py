@@ -336,3 +336,33 @@ def m009_sync_requester(db: Database) -> None:
     """Who asked the bot to turn directory sync off: like a rollback's requester, their approval
     of that action never counts."""
     db.execute("ALTER TABLE closures ADD COLUMN sync_requester TEXT")
+
+
+@migrations()
+def m010_learned_from_microsoft(db: Database) -> None:
+    """What the bot learned from Microsoft that Microsoft does not show again, so a restart
+    during a wait of days keeps it: when an Azure subscription was cancelled (Resource Manager
+    shows no cancellation time) and what Partner Center or Resource Manager refused."""
+    db.executescript(
+        """
+        CREATE TABLE azure_cancellations (
+            tenant_id TEXT NOT NULL,
+            subscription_id TEXT NOT NULL,
+            at REAL NOT NULL,
+            -- 1: the bot saw Resource Manager cancel it at `at`; 0: first seen cancelled at
+            -- `at`, cancelled earlier at a time no one showed the bot.
+            by_bot INTEGER NOT NULL CHECK (by_bot IN (0, 1)),
+            PRIMARY KEY (tenant_id, subscription_id)
+        );
+        CREATE TABLE cancel_refusals (
+            tenant_id TEXT NOT NULL,
+            subscription_id TEXT NOT NULL,
+            source TEXT NOT NULL CHECK (source IN ('partner', 'arm')),
+            status INTEGER NOT NULL,
+            code TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            at REAL NOT NULL,
+            PRIMARY KEY (tenant_id, subscription_id, source)
+        );
+        """
+    )

@@ -17,13 +17,14 @@ per Azure/azure-rest-api-specs issue 9042). What it holds is `Resources_List`,
 `GET /subscriptions/{id}/resources` (Microsoft.Resources/stable/2022-12-01/resources.json,
 pageable by `nextLink`). A cancelled subscription can be deleted in the Azure portal 3 days after
 cancelling (free trial, pay-as-you-go) or 7 (any other offer), and blocks the directory's deletion
-until then (MicrosoftDocs/entra-docs, docs/identity/users/directory-delete-howto.md).
+until then (MicrosoftDocs/entra-docs, docs/identity/users/directory-delete-howto.md). ARM shows no
+cancellation time (neither `Subscription` in subscriptions.json nor `Subscription_Cancel`'s answer,
+`CanceledSubscriptionId`, has one): the bot keeps the time it saw (bot.microsoft.learned).
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import ssl
 from collections.abc import Awaitable, Callable
@@ -34,6 +35,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from bot.microsoft.graph import retry_after
+from bot.microsoft.learned import Learned
 from bot.microsoft.tokens import MsalTokens
 
 LIST_API = "2020-01-01"
@@ -55,10 +57,12 @@ def delete_wait_days(subscription: dict[str, Any]) -> int:
 
 @dataclass(frozen=True)
 class CancelResult:
-    """What asking ARM to cancel came to: cancelled (or was already), has_resources (with what
-    it still holds), or refused (ARM's HTTP status, code and message)."""
+    """What asking ARM to cancel came to: cancelled (`already`: by someone else before, at a
+    time ARM does not say), has_resources (with what it still holds), or refused (ARM's HTTP
+    status, code and message)."""
 
     kind: str  # "cancelled" | "has_resources" | "refused"
+    already: bool = False
     resources: tuple[str, ...] = ()
     status: int = 0
     code: str = ""
@@ -82,8 +86,9 @@ class Arm:
     max_attempts: int = 6
     backoff_base: float = 1.0
     sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep)
-    # When this process saw ARM cancel each subscription (ARM itself shows no cancellation time).
-    cancelled_at: dict[str, dt.datetime] = field(default_factory=dict)
+    # What ARM told the bot and does not show again (when each subscription was cancelled, what
+    # it refused), kept in the database by the service.
+    learned: Learned = field(default_factory=Learned)
 
     def url(self, path: str) -> str:
         """The absolute URL of `path`; an absolute URL (a nextLink) only under the configured ARM
@@ -177,14 +182,15 @@ class Arm:
             )
         except ArmError as exc:
             if exc.code == "SubscriptionNotActive":
-                return CancelResult("cancelled")  # cancelled already
+                return CancelResult("cancelled", already=True)
             if exc.code == HAS_RESOURCES:
                 held = await self.resources(subscription_id)
-                return CancelResult("has_resources", tuple(resource_name(r) for r in held))
+                return CancelResult(
+                    "has_resources", resources=tuple(resource_name(r) for r in held)
+                )
             if exc.status == 0:
                 raise
             return CancelResult("refused", status=exc.status, code=exc.code, reason=exc.message)
-        self.cancelled_at.setdefault(subscription_id, dt.datetime.now(dt.UTC))
         return CancelResult("cancelled")
 
 

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import aiohttp
 
 from bot.config import NetworkSettings, PartnerCenterSettings, TenantSettings
+from bot.microsoft.learned import Learned
 from bot.microsoft.tokens import MsalTokens
 
 
@@ -80,6 +81,8 @@ class PartnerCenter:
     settings: PartnerCenterSettings
     tokens: MsalTokens
     ssl_context: ssl.SSLContext | None = None
+    # What Partner Center refused, kept in the database by the service (bot.microsoft.learned).
+    learned: Learned = field(default_factory=Learned)
 
     @classmethod
     def build(
@@ -90,6 +93,7 @@ class PartnerCenter:
         ca_bundle: str | None,
         ssl_context: ssl.SSLContext | None,
         network: NetworkSettings | None = None,
+        learned: Learned | None = None,
     ) -> PartnerCenter | None:
         """The partner's client, or None without [tenants.partner_center]. Its HTTP goes
         through `session` (which applies the proxy); its tokens through `network`'s proxy."""
@@ -106,7 +110,7 @@ class PartnerCenter:
             certificate_file=None,
         )
         tokens = MsalTokens(as_partner, ca_bundle=ca_bundle, network=network)
-        return cls(session, partner, tokens, ssl_context)
+        return cls(session, partner, tokens, ssl_context, learned or Learned())
 
     @property
     def tenant_id(self) -> str:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bot.microsoft.azure import ACTIVE_STATES as AZURE_ACTIVE
-from bot.microsoft.azure import ArmError, CancelResult, resource_name
+from bot.microsoft.azure import ArmError, resource_name
 from bot.microsoft.steps.base import Outstanding, Progress, Step, StepContext
 from bot.microsoft.tenant import (
     ACTIVE_STATUSES,
@@ -21,6 +21,7 @@ from bot.microsoft.tenant import (
     subscriptions,
 )
 from statemachine.plan import Item, Plan
+from storage.learned import Refusal
 
 
 class Reactivate:
@@ -80,11 +81,6 @@ class CancelSubscriptions(Step):
     name = "cancel_subscriptions"
     undo = Reactivate()
 
-    def __init__(self) -> None:
-        # What Partner Center and ARM refused, by (tenant, subscription), for verify's lines.
-        self._partner_refused: dict[tuple[str, str], tuple[str, str]] = {}
-        self._arm_refused: dict[tuple[str, str], CancelResult] = {}
-
     async def plan(self, ctx: StepContext) -> Plan:
         tenant = ctx.tenant
         subs = await subscriptions(tenant)
@@ -114,6 +110,7 @@ class CancelSubscriptions(Step):
             for a in azure
             if a.get("state") in AZURE_ACTIVE
         )
+        _note_states(tenant, azure, plan=True)
         for a in azure:
             if a.get("state") in AZURE_ACTIVE and tenant.arm is not None:
                 held = await self._held(tenant, str(a["subscriptionId"]))
@@ -148,11 +145,18 @@ class CancelSubscriptions(Step):
             outcome = await tenant.partner.cancel_subscription(
                 tenant.tenant_id, str(item.detail["partner_api"])
             )
-            key = (tenant.tenant_id, item.id)
+            learned = tenant.partner.learned
             if outcome.stopped:
-                self._partner_refused.pop(key, None)
+                learned.accepted(tenant.tenant_id, item.id, "partner")
             else:  # a checklist line naming the partner until Graph shows it stopped
-                self._partner_refused[key] = (outcome.code, outcome.reason)
+                learned.refused(
+                    tenant.tenant_id,
+                    item.id,
+                    "partner",
+                    status=0,  # the outcome carries Partner Center's own code, not HTTP's
+                    code=outcome.code,
+                    reason=outcome.reason,
+                )
             await progress(index + 1, total)
         for index in range(max(0, start - len(partner_items)), len(azure)):
             await progress(len(partner_items) + index, total)
@@ -160,11 +164,20 @@ class CancelSubscriptions(Step):
             if tenant.arm is None:
                 raise StepError("no Azure Resource Manager endpoint is configured")
             result = await tenant.arm.cancel(item.id)
-            key = (tenant.tenant_id, item.id)
+            learned = tenant.arm.learned
             if result.kind == "refused":
-                self._arm_refused[key] = result
+                learned.refused(
+                    tenant.tenant_id,
+                    item.id,
+                    "arm",
+                    status=result.status,
+                    code=result.code,
+                    reason=result.reason,
+                )
             else:  # cancelled, or holding resources (re-read live by `verify`)
-                self._arm_refused.pop(key, None)
+                learned.accepted(tenant.tenant_id, item.id, "arm")
+            if result.kind == "cancelled":  # the time step 3's "delete on or after" counts from
+                learned.cancelled(tenant.tenant_id, item.id, by_bot=not result.already)
             await progress(len(partner_items) + index + 1, total)
 
     def handed_off(self, plan: Plan) -> bool:
@@ -179,18 +192,28 @@ class CancelSubscriptions(Step):
         tenant = ctx.tenant
         partner_api = {i.id for i in plan.of_kind("subscription") if i.detail.get("partner_api")}
         lines: list[str] = []
+        partner_refused = (
+            tenant.partner.learned.refusals(tenant.tenant_id, "partner")
+            if tenant.partner is not None
+            else {}
+        )
         for s in await subscriptions(tenant):
             if s.get("status") not in ACTIVE_STATUSES:
                 continue
             line = f"{s.get('skuPartNumber')} ({s.get('id')}) is {s.get('status')}"
-            refused = self._partner_refused.get((tenant.tenant_id, str(s.get("id"))))
+            refused = partner_refused.get(str(s.get("id")))
             if refused is not None or str(s.get("id")) in partner_api:
                 line += partner_line(tenant, s, refused)
             lines.append(line)
         azure, _ = await azure_subscriptions(tenant)
+        _note_states(tenant, azure, plan=False)
+        arm_refused = (
+            tenant.arm.learned.refusals(tenant.tenant_id, "arm") if tenant.arm is not None else {}
+        )
         for a in azure:
             if a.get("state") in AZURE_ACTIVE:
-                lines.append(await self._azure_line(tenant, a))
+                refused = arm_refused.get(str(a.get("subscriptionId")))
+                lines.append(await self._azure_line(tenant, a, refused))
         return lines
 
     async def _held(self, tenant: Tenant, sid: str) -> list[str]:
@@ -202,13 +225,14 @@ class CancelSubscriptions(Step):
         except ArmError:
             return []
 
-    async def _azure_line(self, tenant: Tenant, sub: dict[str, Any]) -> str:
+    async def _azure_line(
+        self, tenant: Tenant, sub: dict[str, Any], refused: Refusal | None
+    ) -> str:
         sid = str(sub.get("subscriptionId"))
         head = f"Azure subscription {sub.get('displayName')} ({sid}) is {sub.get('state')}"
         held = await self._held(tenant, sid)
         if held:
             return head + azure_resources_line(held)
-        refused = self._arm_refused.get((tenant.tenant_id, sid))
         if refused is not None and refused.status == 403:
             return (
                 f"{head}: Azure Resource Manager refused to cancel it (403 {refused.code}). Give"
@@ -230,6 +254,21 @@ class CancelSubscriptions(Step):
 MAX_RESOURCES_NAMED = 20
 
 
+def _note_states(tenant: Tenant, azure: Sequence[dict[str, Any]], *, plan: bool) -> None:
+    """Remember when each Azure subscription is first seen cancelled by someone else (it was
+    cancelled then or before: ARM does not say when); while planning, forget the cancellation
+    of one that is active again (reactivated: a later cancellation counts anew)."""
+    if tenant.arm is None:
+        return
+    for a in azure:
+        sid, state = str(a.get("subscriptionId")), a.get("state")
+        if state in AZURE_ACTIVE:
+            if plan:
+                tenant.arm.learned.reactivated(tenant.tenant_id, sid)
+        elif state != "Deleted":
+            tenant.arm.learned.cancelled(tenant.tenant_id, sid, by_bot=False)
+
+
 def azure_resources_line(held: Sequence[str]) -> str:
     """ARM cancels no subscription that still holds resources: name them (up to 20)."""
     named = ", ".join(held[:MAX_RESOURCES_NAMED])
@@ -244,11 +283,11 @@ def azure_resources_line(held: Sequence[str]) -> str:
     )
 
 
-def partner_line(tenant: Tenant, sub: dict[str, Any], refused: tuple[str, str] | None) -> str:
+def partner_line(tenant: Tenant, sub: dict[str, Any], refused: Refusal | None) -> str:
     """A subscription the partner sold that Partner Center did not stop: the partner acts."""
     owner = sub.get("ownerTenantId") or (tenant.partner.tenant_id if tenant.partner else "?")
     why = (
-        f"Partner Center refused to cancel it (code {refused[0]}: {refused[1]})"
+        f"Partner Center refused to cancel it (code {refused.code}: {refused.reason})"
         if refused
         else ("Partner Center has not stopped it")
     )

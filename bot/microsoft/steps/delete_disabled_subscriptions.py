@@ -5,8 +5,10 @@ Azure subscriptions too: an active *or cancelled* one blocks the directory's del
 deleted, which the Azure portal allows 3 days after cancelling (free trial, pay-as-you-go) or 7
 (any other offer), or transferred to another directory (MicrosoftDocs/entra-docs,
 docs/identity/users/directory-delete-howto.md, "Delete an Azure subscription"). ARM shows no
-cancellation time: the date counts from when the bot saw ARM cancel it, or else from now (never
-too early)."""
+cancellation time: the date counts from when the bot saw ARM cancel it, kept in the database
+across restarts (bot.microsoft.learned). One someone else cancelled was cancelled at the latest
+when the bot first saw it so: the checklist says the time is unknown and gives the latest day
+Microsoft allows the deletion; the portal's Delete and ARM's listing decide."""
 
 from __future__ import annotations
 
@@ -31,15 +33,27 @@ STILL_ACTIVE = "subscription_active"
 
 
 def azure_delete_line(tenant: Tenant, sub: dict[str, Any]) -> str:
-    """The admin's item for one cancelled Azure subscription, with the first day it may go."""
+    """The admin's item for one cancelled Azure subscription, with the first day it may go (or,
+    cancelled by someone else at a time ARM does not show, the latest day it may)."""
     sid = str(sub.get("subscriptionId"))
+    name = sub.get("displayName")
     days = delete_wait_days(sub)
-    seen = tenant.arm.cancelled_at.get(sid) if tenant.arm is not None else None
-    when = (seen or dt.datetime.now(dt.UTC)) + dt.timedelta(days=days)
+    where = f"Azure portal > Subscriptions > {name} > Delete; or transfer it to another directory."
+    if tenant.arm is None:  # not listed without ARM; kept total
+        return f"Delete the Azure subscription {name} ({sid}): {where}"
+    known = tenant.arm.learned.cancelled(tenant.tenant_id, sid, by_bot=False)
+    at = dt.datetime.fromtimestamp(known.at, dt.UTC)
+    when = at + dt.timedelta(days=days)
+    if known.by_bot:
+        return (
+            f"Delete the Azure subscription {name} ({sid}) on or after {when:%Y-%m-%d %H:%M} UTC"
+            f" ({days} days after cancelling): {where}"
+        )
     return (
-        f"Delete the Azure subscription {sub.get('displayName')} ({sid}) on or after"
-        f" {when:%Y-%m-%d %H:%M} UTC ({days} days after cancelling): Azure portal > Subscriptions >"
-        f" {sub.get('displayName')} > Delete; or transfer it to another directory."
+        f"Delete the Azure subscription {name} ({sid}) once the Azure portal offers Delete,"
+        f" {days} days after it was cancelled: someone cancelled it before the bot first saw it"
+        f" cancelled ({at:%Y-%m-%d %H:%M} UTC), at a time Azure Resource Manager does not show,"
+        f" so at the latest on {when:%Y-%m-%d %H:%M} UTC. {where}"
     )
 
 

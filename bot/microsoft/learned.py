@@ -1,0 +1,80 @@
+"""What the bot learned from Microsoft during a closure and Microsoft does not show again: when an
+Azure subscription was cancelled (Resource Manager keeps no cancellation time: the `Subscription`
+of Azure/azure-rest-api-specs, specification/resources/resource-manager/Microsoft.Resources/
+stable/2022-12-01/subscriptions.json has none, and `Subscription_Cancel` answers only the ID), and
+what Partner Center or Resource Manager answered when it refused to cancel one.
+
+Kept in the database (`storage.learned`), so the checklists of a closure that waits days on
+people still name the right date and the right refusal after a restart; without a database (the
+`plan` and `check` commands, unit tests) kept in memory only."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlite_utils import Database
+
+from storage import learned as store
+from storage.learned import Cancellation, Refusal, Source
+
+
+@dataclass
+class Learned:
+    db: Database | None = None
+    clock: Callable[[], float] = time.time
+    _cancellations: dict[tuple[str, str], Cancellation] = field(default_factory=dict)
+    _refusals: dict[tuple[str, str, Source], Refusal] = field(default_factory=dict)
+
+    def cancelled(self, tenant_id: str, subscription_id: str, *, by_bot: bool) -> Cancellation:
+        """Record that the subscription is cancelled as of now: the bot saw Resource Manager
+        cancel it (`by_bot`), or first sees it cancelled by someone else. The first record
+        stands; returns it."""
+        seen = Cancellation(tenant_id, subscription_id, self.clock(), by_bot)
+        if self.db is not None:
+            return store.record_cancellation(self.db, seen)
+        return self._cancellations.setdefault((tenant_id, subscription_id), seen)
+
+    def cancellation(self, tenant_id: str, subscription_id: str) -> Cancellation | None:
+        if self.db is not None:
+            return store.cancellation_of(self.db, tenant_id, subscription_id)
+        return self._cancellations.get((tenant_id, subscription_id))
+
+    def reactivated(self, tenant_id: str, subscription_id: str) -> None:
+        """The subscription is active again: forget when it was cancelled."""
+        if self.db is not None:
+            store.forget_cancellation(self.db, tenant_id, subscription_id)
+        self._cancellations.pop((tenant_id, subscription_id), None)
+
+    def refused(
+        self,
+        tenant_id: str,
+        subscription_id: str,
+        source: Source,
+        *,
+        status: int,
+        code: str,
+        reason: str,
+    ) -> None:
+        refusal = Refusal(tenant_id, subscription_id, source, status, code, reason, self.clock())
+        if self.db is not None:
+            store.record_refusal(self.db, refusal)
+        else:
+            self._refusals[(tenant_id, subscription_id, source)] = refusal
+
+    def accepted(self, tenant_id: str, subscription_id: str, source: Source) -> None:
+        """The service cancelled it after all: an earlier refusal no longer holds."""
+        if self.db is not None:
+            store.clear_refusal(self.db, tenant_id, subscription_id, source)
+        self._refusals.pop((tenant_id, subscription_id, source), None)
+
+    def refusals(self, tenant_id: str, source: Source) -> dict[str, Refusal]:
+        """Each subscription of the tenant that `source` refused to cancel, by ID."""
+        if self.db is not None:
+            return store.refusals(self.db, tenant_id, source)
+        return {
+            sid: r
+            for (tid, sid, src), r in self._refusals.items()
+            if (tid, src) == (tenant_id, source)
+        }
