@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from bot.doctor import permission_lines
-from bot.messages.dataloss import human_size, step_one_text
+from bot.messages.dataloss import human_size, step_one_plain, step_one_text
 from bot.microsoft.reports import parse
 from bot.microsoft.steps.base import StepContext
 from bot.microsoft.steps.delete_users import STEP
@@ -188,3 +188,22 @@ def test_human_sizes_and_a_plan_without_figures() -> None:
         "3.0 TB",
     ]
     assert step_one_text({"display_name": "Contoso"}) is None
+
+
+def test_the_plain_text_for_previews_has_the_same_figures_without_markup() -> None:
+    """step_one_plain (for `plan` previews) says the kept account, the figures, the advice and
+    the confirmation with no mrkdwn: names as they are, no asterisks or backticks."""
+    facts = {
+        "retained": [{"entry": "a@x.com", "upn": "a@x.com", "name": "Ann <Admin>", "id": "1"}],
+        "data": {
+            "period": "D7",
+            "mailboxes": {"count": 3, "bytes": 3 * 1024**2, "refreshed": "2024-05-01"},
+            "onedrive": {"unknown": "Microsoft answered 503 serviceUnavailable"},
+            "sharepoint": {"count": 1, "bytes": 5},
+        },
+    }
+    text = "\n".join(step_one_plain(facts))
+    assert "a@x.com (Ann <Admin>)" in text and "3 mailboxes · 3.0 MB" in text
+    assert "OneDrive accounts: size unknown: Microsoft answered 503" in text
+    assert ADVICE in text and "confirms the data is backed up" in text
+    assert "*" not in text and "`" not in text and "&lt;" not in text

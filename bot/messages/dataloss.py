@@ -15,6 +15,7 @@ __all__ = [
     "data_loss_lines",
     "human_size",
     "retained_lines",
+    "step_one_plain",
     "step_one_text",
 ]
 
@@ -101,3 +102,21 @@ def step_one_text(facts: Mapping[str, Any]) -> str | None:
     if isinstance(data, Mapping):
         lines += [*data_loss_lines(data), BACKUP_ADVICE, BACKUP_CONFIRMED]
     return "\n".join(lines)
+
+
+def step_one_plain(facts: Mapping[str, Any]) -> list[str]:
+    """The same as plain text lines (a terminal or a file: no mrkdwn), for `plan` previews."""
+    text = step_one_text(facts)
+    if text is None:
+        return []
+    text = text.replace(BACKUP_ADVICE, _ADVICE_PLAIN).replace(BACKUP_CONFIRMED, _CONFIRMED_PLAIN)
+    for entity, char in (("&lt;", "<"), ("&gt;", ">"), ("&amp;", "&")):
+        text = text.replace(entity, char)
+    return [line.replace("*", "").replace("`", "") for line in text.split("\n")]
+
+
+_ADVICE_PLAIN = (
+    "Microsoft: \u201cBefore you start this process, make sure to back up any data that you want"
+    " to preserve.\u201d (https://learn.microsoft.com/microsoft-365/commerce/close-your-account)"
+)
+_CONFIRMED_PLAIN = "Approving this step confirms the data is backed up."
