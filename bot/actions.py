@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -48,6 +48,7 @@ class Refused(StrEnum):
     POINT_OF_NO_RETURN = "point_of_no_return"
     RACED = "raced"  # the closure moved while the command was being carried out
     SLACK = "slack"  # Slack refused what the command needed (the text says what to fix)
+    MICROSOFT = "microsoft"  # Microsoft could not be read (the plan preview)
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,8 @@ class Actions:
     transitions: Transitions
     status: Status
     spawn: Callable[[str], None]  # the runner drives the closure from here
+    # `/close-account plan <tenant>` (bot.plan_command.PlanCommand.answer): (tenant, user).
+    preview: Callable[[str, str], Awaitable[Reply]] | None = None
 
     def _enough_approvers(
         self, tenant: TenantSettings, user: str, step: str, active: tuple[str, ...]

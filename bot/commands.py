@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from bot import messages
 from bot.actions import Actions, Reply
 from bot.messages import state_words
 from storage import closures as closures_db
@@ -12,7 +13,7 @@ from storage import closures as closures_db
 USAGE = (
     "Usage: `/close-account <tenant>` (or `start <tenant>`) · `status [<tenant>]` · `list` ·"
     " `abort <tenant> [reason]` · `retry <tenant>` · `rollback <tenant>` ·"
-    " `disable-sync <tenant>` · `audit <tenant>` · `help`"
+    " `disable-sync <tenant>` · `audit <tenant>` · `plan <tenant>` · `help`"
 )
 HELP = (
     "*close-account-bot* closes a Microsoft 365 tenant in Microsoft's five steps, each one planned,"
@@ -21,7 +22,18 @@ HELP = (
 )
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$")
 VERBS = frozenset(
-    {"start", "status", "list", "help", "abort", "retry", "audit", "rollback", "disable-sync"}
+    {
+        "start",
+        "status",
+        "list",
+        "help",
+        "abort",
+        "retry",
+        "audit",
+        "rollback",
+        "disable-sync",
+        "plan",
+    }
 )
 
 
@@ -89,6 +101,10 @@ async def handle(actions: Actions, user: str, text: str) -> Reply:
     assert command.tenant is not None
     if command.verb == "abort":
         return await actions.abort(command.tenant, user, command.reason)
+    if command.verb == "plan":
+        if actions.preview is None:
+            return Reply(False, f"`plan` is not available here. {USAGE}")
+        return await actions.preview(command.tenant, user)
     handler = {
         "start": actions.start_closure,
         "audit": actions.post_audit,
@@ -97,6 +113,18 @@ async def handle(actions: Actions, user: str, text: str) -> Reply:
         "retry": actions.retry,
     }[command.verb]
     return await handler(command.tenant, user)
+
+
+def first_answer(text: str) -> str | None:
+    """What the person sees at once while a slow command works (the ack's text), if anything:
+    the preview reads the tenant from Microsoft, which can take longer than Slack's 3 s."""
+    try:
+        command = parse(text)
+    except UsageError:
+        return None
+    if command.verb == "plan" and command.tenant is not None:
+        return messages.plan_reading(command.tenant)
+    return None
 
 
 def list_text(actions: Actions) -> str:

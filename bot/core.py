@@ -23,6 +23,7 @@ from bot.microsoft.tenant import Tenant
 from bot.outbox import Outbox
 from bot.patience import Patience
 from bot.phases import Phases
+from bot.plan_command import PlanCommand
 from bot.planner import Planner
 from bot.reactions import Reactions
 from bot.runner import Background, Runner, Wakers
@@ -156,6 +157,17 @@ def build_core(
         transitions=transitions,
         status=status,
         spawn=runner.spawn,
+        preview=PlanCommand(
+            settings=settings,
+            db=db,
+            client=client,
+            clock=clock,
+            directory=directory,
+            approvers=approvers,
+            tenants=tenants,
+            session=session,
+            ssl_context=ssl_context,
+        ).answer,
     )
     home = HomeSource(
         db=db,

@@ -29,6 +29,7 @@ BOT_SCOPES: tuple[str, ...] = (
     "users:read",
     "users:read.email",
     "files:write",
+    "im:write",
     "channels:history",
     "groups:history",
     "channels:read",

@@ -77,6 +77,11 @@ def as_csv(previews: Sequence[StepPreview]) -> str:
     return out.getvalue()
 
 
+def item_count(previews: Sequence[StepPreview]) -> int:
+    """How many rows `as_csv` has besides its header: every item of every step read."""
+    return sum(len(p.plan.items) for p in previews if p.plan)
+
+
 def as_json(previews: Sequence[StepPreview]) -> str:
     return json.dumps(
         [

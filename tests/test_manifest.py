@@ -26,6 +26,9 @@ SDK_HELPERS = {
 # own scope, not one of the manifest's bot scopes, and the reference snapshot (bot and user
 # methods) has no file for them. Slack documents it at api.slack.com/methods/apps.connections.open.
 APP_TOKEN_METHODS = {"apps.connections.open": "connections:write"}
+# Methods the bot calls only for a 1:1 direct message (the plan preview's file goes to the person
+# who asked): of the scopes Slack accepts, the one for DMs.
+DM_METHODS = {"conversations.open": "im:write"}
 
 
 def manifest() -> dict:  # type: ignore[type-arg]
@@ -90,6 +93,10 @@ def test_scopes_are_exactly_those_used() -> None:
     for method in web_api_calls() - APP_TOKEN_METHODS.keys():
         doc = json.loads((REFERENCE / "methods" / f"{method}.json").read_text())
         bot_scopes = [s["name"] for s in doc.get("scopes", {}).get("bot", [])]
+        if method in DM_METHODS:
+            assert DM_METHODS[method] in bot_scopes, method
+            needed.add(DM_METHODS[method])
+            continue
         # The progress channel may be public (channels:*) or private (groups:*); never a DM.
         kinds = [s for s in bot_scopes if s.split(":")[0] in ("channels", "groups")]
         needed.update(kinds or bot_scopes[:1])

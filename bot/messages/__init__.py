@@ -4,6 +4,7 @@ Block Kit layout is `bot.blocks`'; the Home tab's is `bot.home`'. Callers use `b
 
 from bot.messages.dataloss import *  # noqa: F403
 from bot.messages.pings import *  # noqa: F403
+from bot.messages.plancmd import *  # noqa: F403
 from bot.messages.replies import *  # noqa: F403
 from bot.messages.slack import *  # noqa: F403
 from bot.messages.summary import *  # noqa: F403

@@ -25,6 +25,7 @@ METHOD_TIERS = {
     "conversations.info": 3,
     "conversations.history": 3,
     "conversations.replies": 3,
+    "conversations.open": 3,
     "users.info": 4,
     "users.lookupByEmail": 3,
     "files.getUploadURLExternal": 4,

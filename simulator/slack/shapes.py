@@ -110,6 +110,8 @@ def permalink(ws: Workspace, msg: SimMessage) -> str:
 
 def channel_json(ws: Workspace, channel: str) -> JSON:
     """A channel as conversations.info returns it (`is_member` false once the bot is removed)."""
+    if channel in ws.ims:
+        return im_json(ws, channel)
     name = ws.channels[channel]
     private = channel in ws.private_channels
     return {
@@ -133,4 +135,25 @@ def channel_json(ws: Workspace, channel: str) -> JSON:
         "creator": ws.bot_user_id,
         "topic": {"value": "", "creator": "", "last_set": 0},
         "purpose": {"value": "", "creator": "", "last_set": 0},
+    }
+
+
+def im_json(ws: Workspace, channel: str) -> JSON:
+    """A 1:1 direct message with the bot, as conversations.open returns it with return_im
+    (slackapi/java-slack-sdk, json-logs/samples/api/conversations.open.json: id, created,
+    is_archived, is_im, is_org_shared, user, last_read, latest, unread counts, priority)."""
+    in_it = [m for m in ws.messages if m.channel == channel]
+    return {
+        "id": channel,
+        "created": 1_700_000_000,
+        "is_archived": False,
+        "is_im": True,
+        "is_org_shared": False,
+        "user": ws.ims[channel],
+        "last_read": "0000000000.000000",
+        "latest": message_json(ws, in_it[-1], metadata=False) if in_it else None,
+        "unread_count": 0,
+        "unread_count_display": 0,
+        "is_open": True,
+        "priority": 0,
     }

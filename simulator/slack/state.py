@@ -95,6 +95,8 @@ class Workspace:
         self.deleted: list[SimMessage] = []  # messages deleted, as they were, oldest first
         self.bot_removed: set[str] = set()  # channels the bot was removed from
         self.private_channels: set[str] = set()
+        # 1:1 direct messages the bot opened (conversations.open): DM channel ID -> member.
+        self.ims: dict[str, str] = {}
         self.apps: dict[str, JSON] = {}  # another app's bot user ID -> its bot_profile
         self._by_key: dict[tuple[str, str], SimMessage] = {}
         self._last_us = 0
@@ -117,10 +119,20 @@ class Workspace:
 
     def channel_id(self, ref: str) -> str | None:
         """Resolves a channel ID or name ("C0PROGRESS", "closures", "#closures")."""
-        if ref in self.channels:
+        if ref in self.channels or ref in self.ims:
             return ref
         name = ref.removeprefix("#")
         return next((cid for cid, cname in self.channels.items() if cname == name), None)
+
+    def open_im(self, user_id: str) -> tuple[str, bool]:
+        """The bot's direct message with `user_id`, opened if need be; True if it was open."""
+        found = next((cid for cid, uid in self.ims.items() if uid == user_id), None)
+        if found is not None:
+            return found, True
+        channel = "D" + user_id.removeprefix("U")
+        self.ims[channel] = user_id
+        self.notify()
+        return channel, False
 
     # -- messages ----------------------------------------------------------------------------
 

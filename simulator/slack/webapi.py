@@ -17,7 +17,7 @@ from simulator.slack.blocks import (
     check_view,
     parse_json_arg,
 )
-from simulator.slack.shapes import channel_json, message_json, permalink, user_json
+from simulator.slack.shapes import channel_json, im_json, message_json, permalink, user_json
 from simulator.slack.state import JSON, SimMessage, Workspace
 
 # Text limits count the `text` field as sent, in Unicode code points (Python's len): after the
@@ -331,6 +331,42 @@ def conversations_replies(ws: Workspace, args: JSON) -> JSON:
     metadata = _bool(args.get("include_all_metadata"))
     thread = [parent, *_window(args, ws.replies(channel, parent.ts))]
     return _page(args, [message_json(ws, m, metadata=metadata) for m in thread], 1000)
+
+
+# conversations.open accepts any of channels:manage, groups:write, im:write or mpim:write
+# (../shared/reference/slack/methods/conversations.open.json); the simulator opens only 1:1
+# direct messages, for which im:write is the scope that counts. Answers as Slack documents
+# them: {"channel": {"id": "D..."}}, with "no_op" and "already_open" when the DM was open, and
+# the whole IM object with return_im (slackapi/java-slack-sdk,
+# json-logs/samples/api/conversations.open.json).
+@_method("conversations.open", scope="im:write")
+def conversations_open(ws: Workspace, args: JSON) -> JSON:
+    channel_ref = _str(args, "channel")
+    users_ref = _str(args, "users")
+    if channel_ref is not None:
+        if channel_ref not in ws.ims:
+            raise Invalid("channel_not_found")
+        channel, already = channel_ref, True
+    else:
+        if users_ref is None:
+            raise Invalid("users_list_not_supplied")
+        users = [u.strip() for u in users_ref.split(",") if u.strip()]
+        if len(users) > 8:
+            raise Invalid("too_many_users")
+        if len(users) != 1:
+            raise Invalid("invalid_arguments", ["[ERROR] the simulator opens 1:1 DMs only"])
+        if _bool(args.get("prevent_creation")):
+            raise Invalid("invalid_arguments", ["[ERROR] prevent_creation is not simulated"])
+        user = ws.users.get(users[0])
+        if user is None:
+            raise Invalid("user_not_found")
+        if user.deleted:
+            raise Invalid("user_disabled")
+        channel, already = ws.open_im(user.id)
+    out: JSON = {
+        "channel": im_json(ws, channel) if _bool(args.get("return_im")) else {"id": channel}
+    }
+    return {"no_op": True, "already_open": True, **out} if already else out
 
 
 @_method("users.info", scope="users:read", required=("user",))

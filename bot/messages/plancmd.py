@@ -1,0 +1,79 @@
+"""What `/close-account plan <tenant>` says to the person who asked: the preview's summary, where
+its inventory file went (or why it could not be sent), and its refusals: pure."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bot.messages.slack import slack_fix
+from bot.messages.words import code, plain
+
+__all__ = [
+    "PLAN_SUMMARY_LIMIT",
+    "plan_file_comment",
+    "plan_file_failed",
+    "plan_file_sent",
+    "plan_readers",
+    "plan_reading",
+    "plan_summary",
+    "plan_unreadable",
+]
+
+# A response_url answer is a message: Slack asks to keep `text` within 4,000 characters ("for
+# best results", chat.postMessage's reference); the preview's lines stop short of it with room
+# for the notes after them, the rest is in a second file.
+PLAN_SUMMARY_LIMIT = 3_500
+
+
+def plan_reading(tenant: str) -> str:
+    """The immediate answer while the tenant is read (it can take longer than Slack's 3 s)."""
+    return (
+        f"Reading {plain(tenant)} from Microsoft for a preview; only you will see it."
+        " Nothing is opened or changed."
+    )
+
+
+def plan_readers() -> str:
+    return "Only the admins and this tenant's approvers may preview its closure."
+
+
+def plan_unreadable(tenant: str, error: str) -> str:
+    return (
+        f"The preview of {plain(tenant)} could not be read from Microsoft: {code(error)}."
+        " Nothing was opened or changed; `close-account-bot check` says what is missing."
+    )
+
+
+def plan_summary(lines: Sequence[str], limit: int = PLAN_SUMMARY_LIMIT) -> tuple[str, bool]:
+    """The preview's lines (from outside: made inert) as a preformatted block, cut at whole
+    lines under `limit` characters; True when lines were left out."""
+    shown: list[str] = []
+    size = 0
+    for line in lines:
+        safe = plain(line)
+        if shown and size + len(safe) + 1 > limit:
+            break
+        shown.append(safe)
+        size += len(safe) + 1
+    left = len(lines) - len(shown)
+    more = f"\n… and {left} more line(s): every line is in the file." if left else ""
+    return "```" + "\n".join(shown) + "```" + more, left > 0
+
+
+def plan_file_comment(tenant: str, items: int) -> str:
+    return (
+        f"Preview of closing {plain(tenant)}: the whole inventory, {items} item(s), one row each"
+        " (step, kind, ID, name, what happens). Nothing was opened or changed."
+    )
+
+
+def plan_file_sent(items: int) -> str:
+    return f"The whole inventory ({items} item(s)) is a file in your direct message with me."
+
+
+def plan_file_failed(error: str) -> str:
+    return (
+        f"The inventory file could not be sent to you: Slack answered {code(error)}."
+        f" To fix: {slack_fix(error)}. `close-account-bot plan --config FILE --tenant NAME"
+        " --format csv` prints it too."
+    )
