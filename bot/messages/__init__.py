@@ -3,6 +3,7 @@ words: pure functions of plain data, one home in four modules (words, thread, re
 Block Kit layout is `bot.blocks`'; the Home tab's is `bot.home`'. Callers use `bot.messages.X`."""
 
 from bot.messages.dataloss import *  # noqa: F403
+from bot.messages.persist import *  # noqa: F403
 from bot.messages.pings import *  # noqa: F403
 from bot.messages.plancmd import *  # noqa: F403
 from bot.messages.replies import *  # noqa: F403

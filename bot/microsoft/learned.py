@@ -4,6 +4,14 @@ of Azure/azure-rest-api-specs, specification/resources/resource-manager/Microsof
 stable/2022-12-01/subscriptions.json has none, and `Subscription_Cancel` answers only the ID), and
 what Partner Center or Resource Manager answered when it refused to cancel one.
 
+The Activity Log (`ActivityLogs_List`, Microsoft.Insights/stable/2015-04-01/activityLogs_API.json)
+records write operations, but only for 90 days (MicrosoftDocs/azure-docs, includes/
+resource-manager-audit-limitations.md), needs a time range in its filter, and no document says
+which event a subscription's cancellation writes or that a cancelled subscription's log stays
+readable: the bot does not rely on it. The strictest reading instead: a subscription someone else
+cancelled was cancelled at the latest when the bot first saw it so; the admin's checklist says the
+time is unknown, and the portal's Delete and ARM's listing (Deleted) decide.
+
 Kept in the database (`storage.learned`), so the checklists of a closure that waits days on
 people still name the right date and the right refusal after a restart; without a database (the
 `plan` and `check` commands, unit tests) kept in memory only."""

@@ -24,7 +24,11 @@ resources associated with subscription. Delete them before cancelling the subscr
 reported in Azure/terraform-azurerm-lz-vending issue 405 and Azure/azure-sdk-for-python issue
 10814; by design per Azure/azure-rest-api-specs issue 9042). A cancelled subscription lists as
 "Disabled" (the `state` enum of Microsoft.Resources subscriptions.json: Enabled, Warned, PastDue,
-Disabled, Deleted). ARM shows no cancellation time; the simulator keeps one (`cancelled_at`).
+Disabled, Deleted). ARM shows no cancellation time: `Subscription` in that file has none
+(id, subscriptionId, displayName, tenantId, state, subscriptionPolicies, authorizationSource,
+managedByTenants, tags), and the cancel answers only `CanceledSubscriptionId`
+(Microsoft.Subscription/Subscription/models.tsp). The simulator keeps one (`cancelled_at`) for
+its portal's Delete rule only and serves it nowhere; the bot keeps its own.
 
 Deleting: MicrosoftDocs/entra-docs, docs/identity/users/directory-delete-howto.md, "Delete an
 Azure subscription": an active or cancelled Azure subscription blocks the tenant's deletion; a

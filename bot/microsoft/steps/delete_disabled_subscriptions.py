@@ -15,8 +15,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from bot import messages
 from bot.microsoft.azure import ACTIVE_STATES as AZURE_ACTIVE
 from bot.microsoft.azure import delete_wait_days
+from bot.microsoft.learned import Learned
 from bot.microsoft.steps.base import Outstanding, Step, StepContext
 from bot.microsoft.tenant import (
     ACTIVE_STATUSES,
@@ -38,23 +40,13 @@ def azure_delete_line(tenant: Tenant, sub: dict[str, Any]) -> str:
     sid = str(sub.get("subscriptionId"))
     name = sub.get("displayName")
     days = delete_wait_days(sub)
-    where = f"Azure portal > Subscriptions > {name} > Delete; or transfer it to another directory."
-    if tenant.arm is None:  # not listed without ARM; kept total
-        return f"Delete the Azure subscription {name} ({sid}): {where}"
-    known = tenant.arm.learned.cancelled(tenant.tenant_id, sid, by_bot=False)
+    learned = tenant.arm.learned if tenant.arm is not None else Learned()  # listed by ARM only
+    known = learned.cancelled(tenant.tenant_id, sid, by_bot=False)
     at = dt.datetime.fromtimestamp(known.at, dt.UTC)
     when = at + dt.timedelta(days=days)
     if known.by_bot:
-        return (
-            f"Delete the Azure subscription {name} ({sid}) on or after {when:%Y-%m-%d %H:%M} UTC"
-            f" ({days} days after cancelling): {where}"
-        )
-    return (
-        f"Delete the Azure subscription {name} ({sid}) once the Azure portal offers Delete,"
-        f" {days} days after it was cancelled: someone cancelled it before the bot first saw it"
-        f" cancelled ({at:%Y-%m-%d %H:%M} UTC), at a time Azure Resource Manager does not show,"
-        f" so at the latest on {when:%Y-%m-%d %H:%M} UTC. {where}"
-    )
+        return messages.azure_delete_after(name, sid, when, days)
+    return messages.azure_delete_unknown_time(name, sid, at, when, days)
 
 
 class DeleteDisabledSubscriptions(Step):
