@@ -146,7 +146,8 @@ def build_app(
     @app.command("/close-account")
     async def close_account(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         # A slow command (the plan preview) says at once that it is working; the rest acks empty.
-        await ack(text=commands.first_answer(str(body.get("text", ""))) or "")
+        user, text = str(body.get("user_id", "")), str(body.get("text", ""))
+        await ack(text=commands.first_answer(actions, user, text) or "")
 
         async def run() -> None:
             reply = await commands.handle(

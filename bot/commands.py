@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from bot import messages
 from bot.actions import Actions, Reply
 from bot.messages import state_words
+from bot.plan_command import may_preview
 from storage import closures as closures_db
 
 USAGE = (
@@ -115,15 +116,21 @@ async def handle(actions: Actions, user: str, text: str) -> Reply:
     return await handler(command.tenant, user)
 
 
-def first_answer(text: str) -> str | None:
+def first_answer(actions: Actions, user: str, text: str) -> str | None:
     """What the person sees at once while a slow command works (the ack's text), if anything:
-    the preview reads the tenant from Microsoft, which can take longer than Slack's 3 s."""
+    the preview reads the tenant from Microsoft, which can take longer than Slack's 3 s. Said
+    only to someone who will get the preview; a refusal comes alone."""
     try:
         command = parse(text)
     except UsageError:
         return None
-    if command.verb == "plan" and command.tenant is not None:
-        return messages.plan_reading(command.tenant)
+    tenant = actions.settings.tenant(command.tenant) if command.tenant else None
+    if (
+        command.verb == "plan"
+        and tenant is not None
+        and may_preview(actions.approvers, actions.directory, tenant, user)
+    ):
+        return messages.plan_reading(tenant.name)
     return None
 
 

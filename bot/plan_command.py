@@ -19,7 +19,7 @@ from sqlite_utils import Database
 from bot import messages, preview
 from bot.actions import Refused, Reply, refused
 from bot.approvers import Approvers
-from bot.config import Settings
+from bot.config import Settings, TenantSettings
 from bot.identity import Directory
 from bot.microsoft import tenant as ms
 from bot.microsoft.azure import ArmError
@@ -55,7 +55,7 @@ class PlanCommand:
             # Only an admin hears which tenants are configured.
             names = [t.name for t in self.settings.tenants] if admin else []
             return refused(Refused.UNKNOWN_TENANT, messages.unknown_tenant(tenant_name, names))
-        if not admin and user not in self.directory.ids(tenant.approvers):
+        if not may_preview(self.approvers, self.directory, tenant, user):
             return refused(Refused.NOT_ALLOWED, messages.plan_readers())
         try:
             found = await preview.preview(
@@ -111,6 +111,13 @@ class PlanCommand:
             log.warning("plan preview of %s: the file was not sent: %s", tenant, error)
             return error
         return None
+
+
+def may_preview(
+    approvers: Approvers, directory: Directory, tenant: TenantSettings, user: str
+) -> bool:
+    """Admins and the tenant's approvers (emails as their resolved Slack users) may preview it."""
+    return approvers.is_admin(user) or user in directory.ids(tenant.approvers)
 
 
 def _upload(name: str, content: str) -> dict[str, Any]:

@@ -75,8 +75,10 @@ async def test_another_user_is_refused_and_nothing_is_read(make_world: MakeWorld
     and no DM is opened."""
     world = await make_world(users=12)
     before = len(world.microsoft.requests)
-    reply = await world.command("plan contoso", user=OUTSIDER)
-    assert reply == messages.plan_readers()
+    result = await world.slack.slash_command(user_id=OUTSIDER, text="plan contoso")
+    assert result.ack is None  # no "Reading contoso" before a refusal
+    reply = await world.slack.wait_for(lambda _: result.responses and result.responses[0])
+    assert reply["text"] == messages.plan_readers()
     assert len(world.microsoft.requests) == before
     assert world.slack.ims == {} and world.slack.files == []
 
