@@ -181,7 +181,10 @@ def _left(
     if end == "rolled_back":
         rollback = [a for a in approved if a.step == steps.ROLLBACK]
         for a in rollback:
-            lost = a.plan.facts.get("lost_subscriptions") or []
+            lost = [
+                *(a.plan.facts.get("lost_subscriptions") or []),
+                *(a.plan.facts.get("lost_azure_subscriptions") or []),
+            ]
             left += [f"Could not be put back (deleted meanwhile): {s}" for s in lost]
     return left
 

@@ -1,14 +1,96 @@
 """The rollback, run as its own step before the point of no return: each step that started puts
-back what its approved plan changed (its `undo`), in the order of the list of steps."""
+back what its approved plan changed (its `undo`), in the order of the list of steps. Step 2's
+cancelled subscriptions go back where they were bought: the partner, the Azure portal, or the
+Microsoft 365 admin center (as step 2's own checklist tells them apart)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
+from bot.microsoft.azure import ACTIVE_STATES as AZURE_ACTIVE
 from bot.microsoft.steps.base import Outstanding, Progress, Step, StepContext, Undo
-from bot.microsoft.tenant import StepError, facts
+from bot.microsoft.tenant import StepError, Tenant, azure_subscriptions, facts
 from statemachine import steps
 from statemachine.plan import Item, Plan
+
+AZURE_REACTIVATE = "Azure portal > Subscriptions > select it > Reactivate subscription"
+
+
+def reactivation_line(item: Item, bought: Item | None) -> str:
+    """Where a person reactivates a subscription step 2 cancelled, by how it was bought: the
+    partner who sold it (named by its tenant), the Azure portal, or the admin center."""
+    head = f"{item.name} ({item.id})"
+    detail = bought.detail if bought is not None else {}
+    if detail.get("channel") == "partner" or detail.get("partner_api"):
+        owner = detail.get("owner_tenant_id") or "?"
+        return (
+            f"{head}: bought through partner {owner}: ask the partner (tenant {owner}) to"
+            " reactivate it in Partner Center"
+        )
+    if detail.get("channel") == "azure" or item.kind == "reactivate_azure_subscription":
+        return f"{head}: {AZURE_REACTIVATE}"
+    return (
+        f"{head}: Microsoft 365 admin center > Billing > Your products > {item.name} > Reactivate"
+    )
+
+
+class ReactivateAzure:
+    """Undo of step 2's Azure cancellations through Resource Manager: each cancelled (not yet
+    deleted) Azure subscription, for a person to reactivate in the Azure portal."""
+
+    kinds = frozenset({"reactivate_azure_subscription"})
+
+    async def _states(self, tenant: Tenant) -> dict[str, Any]:
+        azure, _ = await azure_subscriptions(tenant)
+        return {str(a["subscriptionId"]): a.get("state") for a in azure}
+
+    async def plan(
+        self, tenant: Tenant, done: Plan
+    ) -> tuple[list[Item], list[str], dict[str, Any]]:
+        cancelled = done.of_kind("azure_subscription")
+        if not cancelled:
+            return [], [], {}
+        state = await self._states(tenant)
+        items = [
+            Item("reactivate_azure_subscription", sub.id, sub.name)
+            for sub in cancelled
+            if state.get(sub.id) not in (*AZURE_ACTIVE, None, "Deleted")
+        ]
+        lost = [f"{s.name} ({s.id})" for s in cancelled if state.get(s.id) == "Deleted"]
+        notes: dict[str, Any] = {"lost_azure_subscriptions": lost} if lost else {}
+        return items, [reactivation_line(i, None) for i in items], notes
+
+    async def execute(
+        self, tenant: Tenant, items: Sequence[Item], progress: Progress, start: int
+    ) -> None:
+        return None  # the checklist does: the bot reactivates nothing in Azure
+
+    async def outstanding(self, tenant: Tenant, items: Sequence[Item]) -> list[str]:
+        if not items:
+            return []
+        state = await self._states(tenant)
+        return [
+            f"Azure subscription {i.name} ({i.id}) is {state.get(i.id)}"
+            for i in items
+            if state.get(i.id) not in (*AZURE_ACTIVE, None, "Deleted")
+        ]
+
+    async def verify(self, tenant: Tenant, items: Sequence[Item]) -> list[str]:
+        return await self.outstanding(tenant, items)
+
+
+# Parts of a step's undo the rollback adds itself, after the step's own.
+EXTRA_UNDOS: dict[str, tuple[Undo, ...]] = {"cancel_subscriptions": (ReactivateAzure(),)}
+
+
+def by_kind(lines: Sequence[str], items: Sequence[Item], done: Plan) -> list[str]:
+    """A step's undo checklist with each reactivation line saying where it was bought."""
+    bought = {i.id: i for i in done.items}
+    mine = [i for i in items if i.kind == "reactivate_subscription"]
+    heads = tuple(f"{i.name} ({i.id}):" for i in mine)
+    kept = [line for line in lines if not line.startswith(heads)] if heads else list(lines)
+    return [reactivation_line(i, bought.get(i.id)) for i in mine] + kept
 
 
 class Rollback(Step):
@@ -18,11 +100,13 @@ class Rollback(Step):
         self._implementation = implementation
 
     def _undos(self) -> list[tuple[str, Undo]]:
-        return [
-            (name, undo)
-            for name in steps.names()
-            if (undo := self._implementation(name).undo) is not None
-        ]
+        out: list[tuple[str, Undo]] = []
+        for name in steps.names():
+            undo = self._implementation(name).undo
+            if undo is not None:
+                out.append((name, undo))
+            out += [(name, extra) for extra in EXTRA_UNDOS.get(name, ())]
+        return out
 
     async def plan(self, ctx: StepContext) -> Plan:
         """What is still changed: deleted users to restore, MFA settings, subscriptions."""
@@ -35,7 +119,7 @@ class Rollback(Step):
                 continue
             more, lines, notes = await undo.plan(ctx.tenant, done)
             items += more
-            checklist += lines
+            checklist += by_kind(lines, more, done)
             plan_facts.update(notes)
         return Plan(self.name, ctx.tenant.tenant_id, tuple(items), (), tuple(checklist), plan_facts)
 

@@ -1,0 +1,80 @@
+"""The rollback's checklist sends each cancelled subscription back where it was bought, as step 2
+tells them apart: partner-bought to the partner (named), Azure to the Azure portal, the rest to
+the Microsoft 365 admin center (issue 13 item 7)."""
+
+from __future__ import annotations
+
+from bot.microsoft.steps.rollback import AZURE_REACTIVATE, reactivation_line
+from bot.world import APPROVERS, World
+from statemachine.plan import Item
+from storage import closures as closures_db
+from tests.conftest import MakeWorld
+
+
+async def approve(world: World, step: str) -> None:
+    request = await world.wait_request(step)
+    await world.vote(request, APPROVERS[0])
+    await world.vote(request, APPROVERS[1])
+
+
+def test_each_kind_of_subscription_is_reactivated_where_it_was_bought() -> None:
+    """A partner-bought subscription goes to its partner by tenant, an Azure one to the Azure
+    portal, a direct one to the admin center."""
+    target = Item("reactivate_subscription", "s1", "SPB")
+    partner = Item("subscription", "s1", "SPB", {"channel": "partner", "owner_tenant_id": "P1"})
+    azure = Item("subscription", "s1", "SPB", {"channel": "azure"})
+    direct = Item("subscription", "s1", "SPB", {"channel": "direct"})
+    assert "ask the partner (tenant P1) to reactivate it in Partner Center" in (
+        reactivation_line(target, partner)
+    )
+    assert reactivation_line(target, azure).endswith(AZURE_REACTIVATE)
+    assert "Microsoft 365 admin center > Billing > Your products > SPB > Reactivate" in (
+        reactivation_line(target, direct)
+    )
+    arm = Item("reactivate_azure_subscription", "a1", "Pay-As-You-Go")
+    assert reactivation_line(arm, None) == f"Pay-As-You-Go (a1): {AZURE_REACTIVATE}"
+
+
+async def test_the_rollback_checklist_sends_each_subscription_to_its_seller(
+    make_world: MakeWorld,
+) -> None:
+    """After step 2 cancelled a partner-bought subscription (Partner Center), an Azure one (ARM)
+    and direct ones (the admin), the rollback's checklist names the partner for the first, the
+    Azure portal for the second and the admin center for the rest."""
+    world = await make_world(users=6, partner=True, tenant={"azure_subscriptions": 1})
+    tenant = world.tenant
+    world.script_admin()
+    await world.command(tenant.name)
+    await approve(world, "delete_users")
+    await approve(world, "cancel_subscriptions")
+    await world.wait_state("delete_disabled_subscriptions.awaiting_approval", timeout=30)
+    await world.command(f"rollback {tenant.name}")
+    await world.wait_request("rollback")
+    assert world.service is not None
+    row = closures_db.latest_closure_for(world.service.db, tenant.name)
+    assert row is not None
+    plan = closures_db.latest_plan(world.service.db, row.id, "rollback")
+    assert plan is not None
+    lines = {line.split(" (", 1)[1].split(")", 1)[0]: line for line in plan.plan.checklist}
+    partner_bought = [
+        s for s in tenant.subscriptions if s.get("ownerTenantId") not in (None, tenant.tenant_id)
+    ]
+    assert partner_bought
+    for sub in partner_bought:
+        owner = sub["ownerTenantId"]
+        assert (
+            f"ask the partner (tenant {owner}) to reactivate it in Partner Center"
+            in (lines[sub["id"]])
+        )
+    [azure] = tenant.azure.subscriptions
+    assert lines[azure["subscriptionId"]].endswith(AZURE_REACTIVATE)
+    direct = [
+        s
+        for s in tenant.subscriptions
+        if s not in partner_bought and s["id"] in lines and s["status"] != "Deleted"
+    ]
+    assert direct
+    for sub in direct:
+        assert "Microsoft 365 admin center > Billing > Your products" in lines[sub["id"]]
+    kinds = {i.kind for i in plan.plan.items}
+    assert {"reactivate_subscription", "reactivate_azure_subscription"} <= kinds
