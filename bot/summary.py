@@ -232,6 +232,8 @@ def queue_summary(db: Database, row: ClosureRow, *, at: float) -> list[Post]:
     kind summary:<end>, commits with the end, so a restart never queues it again)."""
     if not is_final(row.state) or _summary_queued(db, row.id, row.state):
         return []
+    if row.status_ts is None:  # it never had a thread (Slack refused its start): nothing ran
+        return []
     return [summary_post(db, row, row.state, at=at)]
 
 

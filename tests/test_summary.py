@@ -149,3 +149,18 @@ async def test_audit_deleted_exports_the_same_list(
     assert out.split("\r\n")[0] == ",".join(FIELDS)
     assert main([*argv, "--format", "csv"]) == 0
     assert capsys.readouterr().out.startswith("id,time,at,tenant")
+
+
+async def test_a_closure_aborted_before_its_thread_existed_queues_no_summary(world: World) -> None:
+    """Slack refused the first status message: the unstarted closure ends with no summary
+    waiting for a thread that will never exist (nothing for a restart to retry)."""
+    world.slack.kick_bot(world.channel)
+    await world.command(world.tenant.name)
+    assert world.service is not None
+    db = world.service.db
+    row = closures_db.latest_closure_for(db, world.tenant.name)
+    assert row is not None and row.state == "aborted"
+    assert closures_db.needing_slack(db) == []
+    assert (
+        db.execute("SELECT COUNT(*) FROM outbox WHERE closure_id = ?", [row.id]).fetchone()[0] == 0
+    )
