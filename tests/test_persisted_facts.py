@@ -156,3 +156,43 @@ def test_learned_facts_are_kept_in_the_database(tmp_path: Path) -> None:
         assert again.cancelled("t", "s1", by_bot=True).at == 5_000.0
     finally:
         db.conn.close()
+
+
+async def test_arm_refusal_survives_a_restart(make_world: MakeWorld) -> None:
+    """After a restart during step 2's wait, the line for an Azure subscription ARM refused to
+    cancel (403: the app is only a Reader) still gives ARM's answer and asks for the Owner
+    role, instead of a generic line."""
+    world = await make_world(users=10, tenant={"azure_subscriptions": 1})
+    tenant = world.tenant
+    sid = tenant.azure.subscriptions[0]["subscriptionId"]
+    tenant.azure.readers.add(sid)
+    world.script_approvers()
+    await world.command(tenant.name)
+    await world.wait_state("cancel_subscriptions.waiting_external", timeout=30)
+    await world.slack.wait_for(
+        lambda _: "403 AuthorizationFailed" in "\n".join(m.text for m in world.slack.messages),
+        timeout=30,
+    )
+    await world.stop_bot()
+    await world.start_bot()
+    mark = len(world.slack.messages)
+    direct = next(
+        s
+        for s in tenant.subscriptions
+        if s.get("ownerTenantId") in (None, tenant.tenant_id) and s["status"] == "Enabled"
+    )
+    tenant.cancel_subscription(direct["id"])  # the admin works the checklist after the restart
+    seen = await world.slack.wait_for(
+        lambda _: next(
+            (
+                m
+                for m in world.slack.messages[mark:]
+                if any("done:" in x and direct["id"] in x for x in m.text.split("\n"))
+            ),
+            None,
+        ),
+        timeout=30,
+    )
+    line = next(x for x in seen.text.split("\n") if sid in x)
+    assert "waiting on" in line and "403 AuthorizationFailed" in line and "Owner role" in line
+    assert tenant.azure.subscriptions[0]["state"] == "Enabled"

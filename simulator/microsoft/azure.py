@@ -75,6 +75,12 @@ class AzureEstate:
 
     subscriptions: list[dict[str, Any]] = field(default_factory=list)
     app_is_owner: bool = True
+    # Subscriptions on which the app holds only the built-in Reader role (actions `*/read`): it
+    # lists them, and ARM refuses their cancel (Microsoft.Subscription/cancel/action, which Reader
+    # does not grant) with 403 AuthorizationFailed (MicrosoftDocs/azure-docs, articles/
+    # role-based-access-control/built-in-roles.md; cost-management-billing/manage/
+    # cancel-azure-subscription.md: the subscription's Owner cancels it).
+    readers: set[str] = field(default_factory=set)
     page_size: int = 2
     now: Callable[[], dt.datetime] = _utcnow  # the tenant's clock
     resources: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # by subscription
@@ -200,7 +206,7 @@ def handle(
             return arm_error(
                 404, "SubscriptionNotFound", f"The subscription '{segments[1]}' could not be found."
             )
-        if not estate.app_is_owner:
+        if not estate.app_is_owner or sub["subscriptionId"] in estate.readers:
             return arm_error(
                 403,
                 "AuthorizationFailed",
