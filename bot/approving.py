@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from slack_sdk.errors import SlackApiError
 from sqlite_utils import Database
 
-from bot import blocks, messages, reminders
+from bot import blocks, inventory, messages, reminders
 from bot.approvers import Approvers
 from bot.config import Settings
 from bot.outbox import Outbox, Post
@@ -180,22 +180,39 @@ class Approving:
         )
 
     async def _attach_plan(self, row: ClosureRow, req: RequestRow, plan: Plan) -> None:
-        """A plan too long for its request's (or its checklist's) 50 blocks: every item goes in
-        a file in the thread, once per request, so approvers see everything they approve."""
-        if not blocks.needs_file(plan) or req.channel is None:
+        """Every request's full inventory as a CSV file in the thread (kind, ID, name, what
+        happens to it), and a checklist too long for its message as text, once per request.
+        A refused upload is audited and never holds the request up: its blocks still list
+        the items and say how many they leave out."""
+        long_checklist = blocks.checklist_needs_file(plan)
+        if not (plan.items or long_checklist) or req.channel is None:
             return
         if audit.answered(self.db, row.id, "bot", "plan_file_posted", req.id):
             return
-        name, content = blocks.plan_file(plan)
+        files = self._plan_files(plan, long_checklist)
+        names = [f["filename"] for f in files]
         try:
             await self.reactions.client.files_upload_v2(
                 channel=req.channel,
                 thread_ts=row.status_ts,
-                initial_comment=messages.plan_file_posted(req.step, len(plan.items), plan.hash),
-                file_uploads=[{"content": content, "filename": name, "title": name}],
+                initial_comment=messages.inventory_posted(
+                    req.step, len(plan.items), plan.hash, checklist=long_checklist
+                ),
+                file_uploads=files,
             )
-        except SlackApiError as exc:  # the request still says how many items it leaves out
-            log.warning("could not attach %s: %s", name, exc.response.get("error"))
+        except SlackApiError as exc:
+            error = slack_error(exc)
+            log.warning("could not attach %s: %s", ", ".join(names), error)
+            detail = {"request_id": req.id, "files": names, "error": error}
+            audit.record(
+                self.db,
+                row,
+                "plan_file_refused",
+                at=self.clock(),
+                step=req.step,
+                plan_hash=req.plan_hash,
+                detail=detail,
+            )
             return
         audit.record(
             self.db,
@@ -204,8 +221,23 @@ class Approving:
             at=self.clock(),
             step=req.step,
             plan_hash=req.plan_hash,
-            detail={"request_id": req.id, "file": name, "items": len(plan.items)},
+            detail={"request_id": req.id, "files": names, "items": len(plan.items)},
         )
+
+    @staticmethod
+    def _plan_files(plan: Plan, long_checklist: bool) -> list[dict[str, str]]:
+        files = []
+        if plan.items:
+            name = inventory.csv_name(plan)
+            files.append(
+                {"content": inventory.inventory_csv(plan), "filename": name, "title": name}
+            )
+        if long_checklist:
+            name = inventory.checklist_name(plan)
+            files.append(
+                {"content": inventory.checklist_text(plan), "filename": name, "title": name}
+            )
+        return files
 
     async def _remind(self, row: ClosureRow, req: RequestRow, tally: rules.Tally) -> float:
         """Nudge the approvers still needed on `bot.reminders`' schedule (every

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot import inventory
 from bot.messages import (
     FINAL_LABEL,
     PHASE_LABEL,
@@ -13,9 +14,15 @@ from bot.messages import (
     code,
     duration,
     inert,
+    inventory_note,
+    item_action,
+    kind_title,
+    known_name,
     mentions,
+    mfa_why_note,
     plain,
     rollback_note,
+    setting_reason,
     slack_date,
     step_of_total,
 )
@@ -28,10 +35,13 @@ from statemachine.steps import ROLLBACK
 Block = dict[str, Any]
 MAX_BLOCKS = 50  # blocks in one message (Block Kit reference, "Blocks")
 MAX_TEXT = 3000  # a section's text, and any text object's
-# An approval request's own blocks (outcome, header, tenant, up to 6 of changes, counts, point
-# of no return, who may approve, plan) leave this many for its items, whatever else it shows.
-ITEM_ROOM = MAX_BLOCKS - 12
+# An approval request's own blocks (outcome, header, tenant, up to 6 of changes, counts, the
+# inventory file, point of no return, who may approve, plan) and up to STEP_ROOM of a step's own
+# sections (step 1's accounts kept and data lost, step 4's why) leave this many for its items.
+STEP_ROOM = 4
+ITEM_ROOM = MAX_BLOCKS - 13 - STEP_ROOM
 CHECKLIST_ROOM = MAX_BLOCKS - 2  # a checklist's title and footer
+OWN_KINDS = ("own_application", "own_service_principal")  # the bot's own access: always last
 KIND_LABEL = {
     "user": "users",
     "subscription": "subscriptions",
@@ -42,6 +52,9 @@ KIND_LABEL = {
     "deleted_user": "soft-deleted users to purge (irreversible)",
     "application": "app registrations",
     "service_principal": "enterprise applications (service principals)",
+    "deleted_application": "soft-deleted app registrations to purge (irreversible)",
+    "own_application": "the bot's own app registration (deleted last)",
+    "own_service_principal": "the bot's own enterprise application (deleted last)",
     "disable_sync": "directory synchronization to turn off (Microsoft can take up to 72 h)",
     "restore_user": "deleted users to restore",
     "restore_security_defaults": "security defaults to turn back on",
@@ -257,7 +270,7 @@ def approval_blocks(
         summary = "\n".join(
             f"• *{n:,}* {KIND_LABEL.get(kind, kind)}"
             + (f" ({n - guests:,} members, {guests:,} guests)" if kind == "user" else "")
-            for kind, n in sorted(counts.items())
+            for kind, n in sorted(counts.items(), key=lambda kn: kn[0] in OWN_KINDS)
         )
         verb = (
             "will be turned off first" if "disable_sync" in counts else steps.info(plan.step).verb
@@ -266,13 +279,21 @@ def approval_blocks(
     kept_and_lost = step_one_text(plan.facts) if plan.step == "delete_users" else None
     if kept_and_lost:  # bot/messages/dataloss.py: the accounts kept, the data that dies
         blocks.append(_text(kept_and_lost))
+    if plan.step == "disable_mfa" and plan.items:  # why each setting changes
+        blocks.append(_text(mfa_why_note([str(k) for k in plan.facts.get("mfa_kept") or ()])))
+    if plan.items:
+        blocks.append(_context(inventory_note(plan_file_name(plan))))
     tail: list[Block] = []
     if not steps.info(plan.step).reversible:
+        own = "".join(
+            f" ({code(i.name)} {code(i.id)})"
+            for i in plan.of_kind("own_application", "own_service_principal")
+        )
         tail.append(
             _text(
                 ":rotating_light: *Point of no return.* Approving this step makes the closure"
                 " irreversible: soft-deleted users are purged, applications removed, and the bot"
-                " deletes its own access last."
+                f" deletes its own access{own} last."
             )
         )
     tail.append(
@@ -286,7 +307,7 @@ def approval_blocks(
     tail.append(_context(f"plan `{plan.hash[:12]}` · approvals bind to this exact plan"))
     if plan.items:
         listed, _ = list_blocks(
-            [item_line(i) for i in plan.items],
+            item_lines(plan),
             ITEM_ROOM,
             rest=f": every item is in {plan_file_name(plan)}, attached in the thread.",
         )
@@ -294,34 +315,50 @@ def approval_blocks(
     return blocks + tail
 
 
+def item_lines(plan: Plan) -> list[str]:
+    """One line per item, grouped by kind in the plan's order (the bot's own access last); each
+    group opens with its kind and what happens to its items (per line where that differs)."""
+    groups: dict[str, list[Item]] = {}
+    for item in plan.items:
+        groups.setdefault(item.kind, []).append(item)
+    lines: list[str] = []
+    for kind in sorted(groups, key=lambda k: k in OWN_KINDS):  # stable: plan order otherwise
+        members = groups[kind]
+        actions = [item_action(plan.step, i) for i in members]
+        same = len(set(actions)) == 1
+        head = f"*{kind_title(kind)}* ({len(members):,})" + (f": {actions[0]}" if same else "")
+        for n, (item, action) in enumerate(zip(members, actions, strict=True)):
+            line = item_line(item) + ("" if same else f" — {action}")
+            lines.append(f"{head}\n{line}" if n == 0 else line)
+    return lines
+
+
 def item_line(item: Item) -> str:
-    """One item of a plan as the approvers read it: kind, name and ID."""
+    """One item of a plan as the approvers read it: its name as people know it, its ID, and
+    what else decides what happens (a guest, the service principal that goes with an app, why
+    an MFA setting changes)."""
     kind = f" ({plain(item.detail['userType'])})" if "userType" in item.detail else ""
-    name = f"{code(item.name)} " if item.name else ""
-    return f"• {name}{code(item.id)}{kind}"
+    known = known_name(item)
+    name = f"{code(known)} " if known else ""
+    sp = item.detail.get("servicePrincipalId")
+    with_sp = f", with its service principal {code(sp)}" if sp else ""
+    why = setting_reason(item)
+    return f"• {name}{code(item.id)}{kind}{with_sp}" + (f": {plain(why)}" if why else "")
 
 
 def plan_file_name(plan: Plan) -> str:
-    return f"plan-{plan.step}-{plan.hash[:12]}.txt"
+    """The inventory file every request with items has in its thread (`bot.inventory`)."""
+    return inventory.csv_name(plan)
 
 
-def needs_file(plan: Plan) -> bool:
-    """Whether the approval request or the checklist of `plan` leaves lines out: then every
-    item and checklist line goes in a file in the thread (`plan_file`)."""
-    items = len(pack([item_line(i) for i in plan.items])) > ITEM_ROOM
-    return items or len(pack(_numbered(plan.checklist))) > CHECKLIST_ROOM
+def checklist_needs_file(plan: Plan) -> bool:
+    """Whether the checklist of `plan` leaves lines out of its message: then every line goes in
+    a text file in the thread too (`bot.inventory.checklist_text`)."""
+    return len(pack(_numbered(plan.checklist))) > CHECKLIST_ROOM
 
 
 def _numbered(lines: Sequence[str]) -> list[str]:
     return [f"{n}. {inert(line)}" for n, line in enumerate(lines, start=1)]
-
-
-def plan_file(plan: Plan) -> tuple[str, str]:
-    """Every item of a plan as plain text (a file's content is not mrkdwn): name and content."""
-    lines = [f"{i.kind}\t{i.id}\t{i.name or ''}" for i in plan.items]
-    header = f"# {plan.step} plan {plan.hash}: {len(plan.items):,} items (kind, ID, name)"
-    checklist = [f"# checklist, {len(plan.checklist):,} lines", *plan.checklist]
-    return plan_file_name(plan), "\n".join([header, *lines, *checklist]) + "\n"
 
 
 def checklist_blocks(title: str, lines: Sequence[str], footer: str) -> list[Block]:

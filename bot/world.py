@@ -10,7 +10,7 @@ import re
 import shutil
 import ssl
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -269,9 +269,35 @@ class World:
         )
 
     async def wait_request(self, step: str, count: int = 1, timeout: float = 30.0) -> SimMessage:
-        """Wait for the `count`-th approval request of `step` and return it."""
-        return await self.slack.wait_for(
+        """Wait for the `count`-th approval request of `step`, and for the bot to be done with
+        its inventory file (posted or refused), and return it."""
+        request: SimMessage = await self.slack.wait_for(
             lambda _: len(r := self.requests(step)) >= count and r[count - 1], timeout=timeout
+        )
+        # The file follows the request from another task and is recorded in the database.
+        await self.until(lambda: self._inventory_settled(request), timeout=timeout)
+        return request
+
+    async def until(self, condition: Callable[[], object], timeout: float = 30.0) -> None:
+        """Wait for a condition on the bot's database, which has no change signal to await:
+        re-checked every few milliseconds (a wait, not a timing)."""
+        async with asyncio.timeout(timeout):
+            while not condition():  # noqa: ASYNC110 - nothing to await: SQLite has no signal
+                await asyncio.sleep(0.005)
+
+    def _inventory_settled(self, request: SimMessage) -> bool:
+        if self.service is None:
+            return True
+        db = self.service.db
+        found = db.execute("SELECT id, status FROM requests WHERE ts = ?", [request.ts]).fetchone()
+        if found is None or found[1] != "open":  # not recorded yet, or ended before the file
+            return found is not None
+        return bool(
+            db.execute(
+                "SELECT 1 FROM audit WHERE action IN ('plan_file_posted', 'plan_file_refused')"
+                " AND json_extract(detail, '$.request_id') = ? LIMIT 1",
+                [found[0]],
+            ).fetchone()
         )
 
     async def command(self, text: str, user: str = ADMIN) -> str:

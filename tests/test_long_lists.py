@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from bot import blocks, messages
+from bot import blocks, inventory, messages
 from bot.world import World
 from simulator.slack.blocks import check_blocks
 from statemachine.plan import Item, Plan, PlanDiff
@@ -55,7 +55,7 @@ def test_a_checklist_of_200_subscriptions_shows_every_line() -> None:
     check_blocks(body)
     shown = "\n".join(texts(body))
     assert all(f"{i.id}" in shown for i in plan.items)
-    assert not blocks.needs_file(plan)
+    assert not blocks.checklist_needs_file(plan)
 
 
 def test_an_approval_request_too_long_for_one_message_says_how_many_more() -> None:
@@ -68,11 +68,10 @@ def test_an_approval_request_too_long_for_one_message_says_how_many_more() -> No
     shown = sum(t.count("`00000000-0000") for t in texts(body))
     note = next(t for t in texts(body) if "more: every item is in" in t)
     assert f"and {2000 - shown:,} more" in note and blocks.plan_file_name(plan) in note
-    assert blocks.needs_file(plan)
-    name, content = blocks.plan_file(plan)
-    assert name == blocks.plan_file_name(plan)
-    assert all(i.id in content for i in plan.items)
-    assert all(line in content for line in plan.checklist)
+    assert blocks.checklist_needs_file(plan)
+    assert blocks.plan_file_name(plan) == inventory.csv_name(plan)
+    assert all(i.id in inventory.inventory_csv(plan) for i in plan.items)
+    assert all(line in inventory.checklist_text(plan) for line in plan.checklist)
 
 
 def test_plan_changes_say_how_many_more_of_each_kind() -> None:
@@ -84,7 +83,7 @@ def test_plan_changes_say_how_many_more_of_each_kind() -> None:
 
 async def test_a_plan_too_long_for_its_request_is_attached_in_the_thread() -> None:
     """A step with thousands of users: the request lists what fits, and the thread gets the
-    plan file with every user once."""
+    inventory file with every user once."""
     world = await World.create(users=2500)
     try:
         await world.command(world.tenant.name)
@@ -95,8 +94,10 @@ async def test_a_plan_too_long_for_its_request_is_attached_in_the_thread() -> No
         )
         assert posted.thread_ts is not None
         assert [f["name"] for f in posted.files] == [
-            f"plan-delete_users-{request.metadata['event_payload']['plan_hash'][:12]}.txt"
+            f"plan-delete_users-{request.metadata['event_payload']['plan_hash'][:12]}.csv"
         ]
         assert sum(bool(m.files) for m in world.slack.messages) == 1
+        [uploaded] = world.slack.files
+        assert uploaded["content"].decode().count("\nuser,") == 2499  # all but the retained
     finally:
         await world.close()

@@ -159,7 +159,8 @@ async def allowed(world: World, role: str, command: str, request: SimMessage | N
         thread = status_ts(world)
         await world.slack.wait_for(
             lambda _: any(
-                f["channel"] == CHANNEL and f["thread_ts"] == thread for f in world.slack.files
+                f["channel"] == CHANNEL and f["thread_ts"] == thread and "-audit-" in f["name"]
+                for f in world.slack.files
             ),
             timeout=5,
         )

@@ -218,6 +218,7 @@ async def test_a_deleted_status_message_is_posted_again(world: World) -> None:
     )
     assert status.metadata is not None
     assert status.metadata["event_payload"]["closure_id"] == row.id
+    await world.until(lambda: "status_reposted" in actions_of(world))  # stored after the post
     fresh = closures_db.get_closure(db, row.id)
     assert fresh is not None and fresh.status_ts == status.ts
     assert "status_reposted" in actions_of(world)
@@ -276,7 +277,7 @@ async def test_the_exported_files_are_the_trail_as_the_cli_prints_it(world: Worl
     assert "could not be posted" not in await world.command(f"audit {world.tenant.name}")
     assert world.service is not None
     rows = audit.trail(world.service.db, world.tenant.name)
-    shared = {f["name"]: f["content"] for f in world.slack.files}
+    shared = {f["name"]: f["content"] for f in world.slack.files if "-audit-" in f["name"]}
     csv_file = next(c for n, c in shared.items() if str(n).endswith(".csv"))
     json_file = next(c for n, c in shared.items() if str(n).endswith(".json"))
     exported = [r for r in rows if r.action != "audit_export"]

@@ -7,6 +7,7 @@ from bot.messages.persist import *  # noqa: F403
 from bot.messages.pings import *  # noqa: F403
 from bot.messages.plancmd import *  # noqa: F403
 from bot.messages.replies import *  # noqa: F403
+from bot.messages.requests import *  # noqa: F403
 from bot.messages.slack import *  # noqa: F403
 from bot.messages.summary import *  # noqa: F403
 from bot.messages.thread import *  # noqa: F403

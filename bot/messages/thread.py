@@ -193,13 +193,6 @@ def request_outcome(status: str, approvers: Sequence[str], vetoes: Sequence[str]
     }.get(status, status)
 
 
-def plan_file_posted(step: str, items: int, plan_hash: str) -> str:
-    return (
-        f"Every item of the plan for {step_of_total(step)} ({items:,} items, plan"
-        f" `{plan_hash[:12]}`), and its checklist: more than one message can show."
-    )
-
-
 def approval_summary(step: str, plan_hash: str) -> str:
     return f"Approval needed for {step_of_total(step)}, {steps.info(step).title}: {plan_hash[:12]}"
 

@@ -42,6 +42,19 @@ STEP5 = "5 delete directory"
 DELETED_APPS = "/directory/deletedItems/microsoft.graph.application"
 
 
+def upn(user: dict[str, Any]) -> str:
+    return str(user.get("userPrincipalName", ""))
+
+
+def _application(app: dict[str, Any], sp_of_app: dict[Any, str]) -> Item:
+    """An app registration to delete, and the service principal that goes with it (named in
+    the request: deleting an application deletes its service principal too)."""
+    detail = {"appId": app.get("appId")}
+    if app.get("appId") in sp_of_app:
+        detail["servicePrincipalId"] = sp_of_app[app.get("appId")]
+    return Item("application", str(app["id"]), str(app.get("displayName", "")), detail)
+
+
 async def tenant_gone(
     session: aiohttp.ClientSession, tenant: TenantSettings, ssl_context: Any
 ) -> bool:
@@ -145,24 +158,11 @@ class DeleteDirectory(Step):
         apps = await graph.get_all("/applications")
         sps = await graph.get_all("/servicePrincipals")
         domains = await graph.get_all("/domains")
-        items: list[Item] = [
-            Item("deleted_user", str(u["id"]), str(u.get("userPrincipalName", ""))) for u in deleted
-        ]
-        items += [
-            Item("deleted_application", str(a["id"]), str(a.get("displayName", "")))
-            for a in deleted_apps
-        ]
+        # In the order the step acts: what Microsoft may refuse (applications, then service
+        # principals), then the purges, then the bot's own access (below).
         app_ids = {a.get("appId") for a in apps}
-        items += [
-            Item(
-                "application",
-                str(a["id"]),
-                str(a.get("displayName", "")),
-                {"appId": a.get("appId")},
-            )
-            for a in apps
-            if a.get("appId") != own_id
-        ]
+        sp_of_app = {sp.get("appId"): str(sp["id"]) for sp in sps}
+        items: list[Item] = [_application(a, sp_of_app) for a in apps if a.get("appId") != own_id]
         items += [
             Item("service_principal", str(sp["id"]), str(sp.get("displayName", "")))
             for sp in sps
@@ -170,10 +170,21 @@ class DeleteDirectory(Step):
             and sp.get("appId") not in app_ids  # removed with their application
             and sp.get("appId") != own_id  # the bot's own access goes last
         ]
+        items += [
+            Item("deleted_application", str(a["id"]), str(a.get("displayName", "")))
+            for a in deleted_apps
+        ]
+        # A deleted user's name as people know it: Microsoft puts the object ID in front.
+        items += [
+            Item("deleted_user", str(u["id"]), messages.unprefixed_upn(upn(u), str(u["id"])))
+            for u in deleted
+        ]
         # The bot's own access, last: its application object (single-tenant), which takes its
         # service principal with it; or, for a multi-tenant app, its service principal here.
         if setup.application is not None:
-            items.append(Item("own_application", str(setup.application["id"]), "close-account-bot"))
+            own = setup.application
+            name = str(own.get("displayName") or "close-account-bot")
+            items.append(Item("own_application", str(own["id"]), name))
         elif setup.service_principal is not None:
             sp = setup.service_principal
             items.append(Item("own_service_principal", str(sp["id"]), str(sp.get("displayName"))))

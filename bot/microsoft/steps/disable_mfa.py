@@ -45,7 +45,8 @@ def requires_mfa(policy: dict[str, Any]) -> str | None:
     return " and ".join(reasons) or None
 
 
-async def _mfa_items(tenant: Tenant) -> list[Item]:
+async def _mfa_items(tenant: Tenant, kept: list[str] | None = None) -> list[Item]:
+    """Every MFA setting step 4 turns off; the retained accounts it spares go in `kept`."""
     items: list[Item] = []
     defaults = await tenant.graph.get(SECURITY_DEFAULTS)
     if defaults.get("isEnabled"):
@@ -73,6 +74,8 @@ async def _mfa_items(tenant: Tenant) -> list[Item]:
     retain = tenant.settings.retain
     for user in await list_users(tenant):
         if is_retained(retain, user):
+            if kept is not None:
+                kept.append(str(user.get("userPrincipalName", "")))
             continue
         body = await tenant.graph.get(_requirements(user["id"]), beta=True)
         state = body.get("perUserMfaState")
@@ -180,14 +183,15 @@ class DisableMfa(Step):
     undo = RestoreMfa()
 
     async def plan(self, ctx: StepContext) -> Plan:
-        items = await _mfa_items(ctx.tenant)
+        kept: list[str] = []
+        items = await _mfa_items(ctx.tenant, kept)
         checklist = (
             "If the tenant still uses a legacy MFA provider, delete it: Entra admin center >"
             " Protection > Multifactor authentication > Providers (no API exists for this).",
         )
-        return Plan(
-            self.name, ctx.tenant.tenant_id, tuple(items), (), checklist, facts(dict(ctx.org))
-        )
+        # The request says whose MFA stays (bot.messages.mfa_why_note): a fact, not an item.
+        known = {**facts(dict(ctx.org)), "mfa_kept": sorted(kept)}
+        return Plan(self.name, ctx.tenant.tenant_id, tuple(items), (), checklist, known)
 
     async def execute(self, ctx: StepContext, plan: Plan, progress: Progress, start: int) -> None:
         actions: list[tuple[str, str, dict[str, Any], bool]] = []
