@@ -10,7 +10,7 @@ import io
 
 from bot import messages
 from bot.microsoft.steps.delete_directory import MICROSOFT_TENANT
-from bot.world import World
+from bot.world import APPROVERS, World
 from simulator.microsoft.graph_data import SimTenant
 from simulator.slack.server import SimMessage
 from tests.conftest import MakeWorld
@@ -160,3 +160,22 @@ async def test_step_4_says_why_each_setting_changes(make_world: MakeWorld) -> No
     kept = world.tenant.retained_user
     assert kept is not None
     assert f"(`{kept['userPrincipalName']}`) keeps its per-user MFA" in text
+
+
+async def test_a_refused_upload_never_holds_the_request_up(make_world: MakeWorld) -> None:
+    """Slack refusing the inventory file is audited with its error; the request still lists its
+    items and is approved and acted on as usual."""
+    world = await make_world(users=6)
+    world.slack.fail_next("files.getUploadURLExternal", error="not_in_channel")
+    await world.command(world.tenant.name)
+    request = await world.wait_request("delete_users")
+    assert world.slack.files == []
+    assert "`" in request_text(request)  # the items are still listed in the request
+    for approver in APPROVERS[:2]:
+        await world.vote(request, approver)
+    await world.slack.wait_for(
+        lambda _: any("Step 1 approved" in m.text for m in world.slack.messages)
+    )
+    assert world.service is not None
+    refused = [r for r in world.service.db["audit"].rows if r["action"] == "plan_file_refused"]
+    assert len(refused) == 1 and "not_in_channel" in refused[0]["detail"]
