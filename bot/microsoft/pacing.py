@@ -5,6 +5,11 @@ tenant across apps, in a token bucket whose refill is not documented; other apps
 tenant's budget, and limits change. So the documented budget is only where the pacer starts: it
 learns the write rate Microsoft enforces from its answers (429 with Retry-After, and
 `x-ms-throttle-limit-percentage` once 80 % of a budget is used) and follows it both ways.
+How a budget comes back is not documented either: a token bucket refills it continuously, a
+sliding window gives back what it admitted one window earlier, in a lump. The pacer paces like
+a bucket until Microsoft shows it counts over a window (a 429 whose Retry-After is a good part of
+the window, not the time one write takes to refill), then it sends each write the moment one it
+sent a window earlier has left the window.
 Conditional access: 1 request per second per tenant, whose 429 carries no Retry-After.
 """
 
@@ -30,6 +35,7 @@ NEARLY_SPENT = 0.95  # the percentage header at which the pacer slows before a 4
 WARNED = 0.8  # Microsoft sends the header from 80 %: no speeding up while it does
 FLOOR_FRACTION = 1 / 100  # never slower than this share of the documented rate (0.2/s)
 BATCH = 20  # writes in a full $batch: with fewer saved up, writes go at the pace, not a burst
+LUMP = 1 / 10  # a Retry-After this share of the window or longer: Microsoft counts over a window
 
 
 def throttle_percentage(headers: Mapping[str, str]) -> float | None:
@@ -54,6 +60,16 @@ class WritePacer:
     admitted over the last documented window (that much demonstrably works); the percentage
     header at 95 % eases it off by a tenth. A 429 also empties the burst: Microsoft's budget is
     spent, so what follows the pause goes at the rate, not all at once.
+
+    Against a sliding window that bucket pace is wrong both ways: after its burst the pacer keeps
+    sending at the rate into a window that admits nothing until the burst leaves it (429s), and
+    halving the rate for them leaves the lumps the window gives back unused. So a 429 whose
+    Retry-After is a tenth of the window or more (a bucket's says when one write refills) turns
+    the pacer into a window of its own: its cap is what Microsoft admitted over the last window
+    (counted by when each write was sent, which is before Microsoft counted it), and a write goes
+    once the writes in the window (counted by when Microsoft's answer came, which is after), plus
+    those still awaiting an answer, leave room for it. No rate is cut for such a 429: Retry-After
+    says when the capacity comes back, and all of it does.
     """
 
     def __init__(
@@ -72,12 +88,15 @@ class WritePacer:
         self.window = tightest[1] if tightest else 0.0  # the documented window, seconds
         self.probe = self.window * PROBE_FRACTION
         self._rate = self.documented  # learned writes per second
+        self._cap: float | None = None  # writes per window, once Microsoft showed it counts so
         self._tokens = self.burst()
         self._at = clock()
         self._paused_until = 0.0
         self._last_ca = -1e18
         self._lock = asyncio.Lock()
-        self._admitted: collections.deque[tuple[float, int]] = collections.deque()
+        # (answered at, sent at, writes) admitted over the last window; writes awaiting an answer
+        self._admitted: collections.deque[tuple[float, float, int]] = collections.deque()
+        self._inflight: collections.deque[tuple[float, int]] = collections.deque()
         self._admitted_total = 0  # over the last window
         self._admitted_sum = 0  # ever
         self._episode: tuple[float, int] | None = None  # (start, _admitted_sum) of push-back
@@ -95,17 +114,23 @@ class WritePacer:
 
     def learned_rate(self) -> float:
         """The write rate (writes/s) the pacer has learned Microsoft allows, pauses aside."""
-        return self._rate
+        return self._rate if self._cap is None else self._cap / self.window
+
+    def window_cap(self) -> float | None:
+        """Writes per documented window once Microsoft showed a sliding window, else None."""
+        return self._cap
 
     def rate(self) -> float:
         """Writes per second the pacer lets out now (for /metrics and the logs): none while a
         pause Microsoft asked for holds, else the learned rate."""
         if self._paused_until > self.clock():
             return 0.0
-        return self._rate
+        return self.learned_rate()
 
     def burst(self) -> float:
         """Writes that may go at once after a quiet spell: the learned rate over the window."""
+        if self._cap is not None:
+            return self._cap
         if self._rate == float("inf"):
             return float("inf")
         return max(self._rate * self.window, 20.0)
@@ -114,8 +139,11 @@ class WritePacer:
         """Seconds `writes` more writes should take at the learned pace (for progress)."""
         if writes <= 0 or self._rate == float("inf"):
             return 0.0
-        self._refill()
         paused = max(self._paused_until - self.clock(), 0.0)
+        if self._cap is not None:
+            room = max(self._cap - self._in_window(), 0.0)
+            return paused + max(writes - room, 0.0) / self.learned_rate()
+        self._refill()
         return paused + max(writes - self._tokens, 0.0) / self._rate
 
     # -- what Microsoft answered ---------------------------------------------------------------
@@ -127,12 +155,19 @@ class WritePacer:
     def throttled(self, retry_after: float) -> None:
         """A write was answered 429: pause for Retry-After, empty the burst, halve the rate,
         but not below what Microsoft admitted while it was throttling (that much works).
-        One cut per Retry-After: the other 429s of the same $batch are the same push-back."""
+        One cut per Retry-After: the other 429s of the same $batch are the same push-back.
+        A long Retry-After (or any once the pacer keeps a window) cuts no rate: it caps the
+        writes per window at what Microsoft admitted over the last one."""
         now = self.clock()
         if self._episode is None or now - self._last_429 > self.window:
             self._episode = (now, self._admitted_sum)  # a new run of push-back starts
         self._last_429 = now
-        if self._paused_until <= now and self._rate != float("inf"):
+        if self._rate == float("inf"):
+            pass
+        elif self._cap is not None or retry_after >= self.window * LUMP:
+            fits = max(self._sent_in_window(), self.documented * FLOOR_FRACTION * self.window)
+            self._cap = fits if self._cap is None else min(self._cap, fits)
+        elif self._paused_until <= now:
             self._rate = min(self._rate, max(self._rate * BACK_OFF, self._saturated_rate()))
         self._warned = self._pushed_back = True
         self.throttled_at = now
@@ -154,11 +189,12 @@ class WritePacer:
         return max(floor, self.admitted_rate())
 
     def admitted(self, writes: int) -> None:
-        """Microsoft accepted `writes` writes now."""
+        """Microsoft answered the oldest writes awaiting an answer and accepted `writes` of them."""
+        now = self.clock()
+        sent = self._inflight.popleft()[0] if self._inflight else now
         if writes <= 0:
             return
-        now = self.clock()
-        self._admitted.append((now, writes))
+        self._admitted.append((now, sent, writes))
         self._admitted_total += writes
         self._admitted_sum += writes
         self.admitted_at = now
@@ -169,8 +205,39 @@ class WritePacer:
             return 0.0
         horizon = self.clock() - self.window
         while self._admitted and self._admitted[0][0] <= horizon:
-            self._admitted_total -= self._admitted.popleft()[1]
+            self._admitted_total -= self._admitted.popleft()[2]
         return self._admitted_total / self.window
+
+    def _sent_in_window(self) -> float:
+        """Writes admitted that were sent within the last window: no more than Microsoft counts
+        in it now (each was sent before Microsoft counted it)."""
+        horizon = self.clock() - self.window
+        self.admitted_rate()
+        return float(sum(n for _, sent, n in self._admitted if sent > horizon))
+
+    def _in_window(self) -> float:
+        """Writes admitted whose answer came within the last window, plus those awaiting an
+        answer: no fewer than Microsoft counts in it (each was counted before its answer came).
+        A write unanswered for a tenth of the window is taken as lost."""
+        self.admitted_rate()
+        lost = self.clock() - self.window * LUMP
+        while self._inflight and self._inflight[0][0] <= lost:
+            self._inflight.popleft()
+        return self._admitted_total + sum(n for _, n in self._inflight)
+
+    def _window_wait(self, need: float) -> float:
+        """Seconds until `need` more writes fit in the pacer's window (0 if they fit now)."""
+        assert self._cap is not None
+        excess = self._in_window() + need - self._cap
+        if excess <= 0:
+            return 0.0
+        freed, now = 0, self.clock()
+        for answered, _, n in self._admitted:
+            freed += n
+            if freed >= excess:
+                return max(answered + self.window - now, 1e-6)
+        # only writes awaiting an answer hold it: look again once one may have come
+        return self.window * PROBE_FRACTION / 10
 
     def observe(self, headers: Mapping[str, str]) -> None:
         """Read `x-ms-throttle-limit-percentage`, which Microsoft sends once 80 % of a budget is
@@ -179,6 +246,8 @@ class WritePacer:
         if usage is None or usage < WARNED:
             return
         self._warned = self._pushed_back = True
+        if self._cap is not None:
+            return  # a window the pacer fills is meant to be nearly spent
         now = self.clock()
         self._refill()
         bursting = self._tokens >= BATCH
@@ -205,7 +274,11 @@ class WritePacer:
             return
         if self._last_429 < now - self.window and self._eased_at < now - self.window:
             self._pushed_back = False  # a whole window without a 429 or a cut: probe fast again
-        if self._held and not self._warned:
+        if self._cap is not None:
+            answered = self.admitted_at is not None and self.admitted_at >= self._period_start
+            if self._held and not self._warned and answered:
+                self._cap *= PROBE_UP  # Microsoft admitted more without a warning
+        elif self._held and not self._warned:
             self._refill()
             self._rate *= PROBE_UP if self._pushed_back else SLOW_START
         self._period_start = now
@@ -220,17 +293,19 @@ class WritePacer:
                 self._probe()
                 self._refill()
                 need = min(float(units), self.burst())
-                wait = max(
-                    self._paused_until - self.clock(),
-                    (need - self._tokens) / self._rate if self._tokens < need else 0.0,
-                )
-                if wait <= 1e-6:  # a microsecond: below what the clock can add to itself
-                    break
+                if self._cap is not None:
+                    pace = self._window_wait(need)
+                else:
+                    pace = (need - self._tokens) / self._rate if self._tokens < need else 0.0
+                wait = max(self._paused_until - self.clock(), pace)
+                if wait <= 1e-6 and (self._cap is None or pace == 0.0):
+                    break  # a microsecond: below what the clock can add to itself
                 if self._paused_until <= self.clock():
                     self._held = True
                 self.waited += wait
                 await self.sleep(wait)
             self._tokens -= units
+            self._inflight.append((self.clock(), units))
 
     async def conditional_access(self) -> None:
         """Space conditional access requests `ca_interval` apart (their 429 has no Retry-After)."""
