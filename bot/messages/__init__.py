@@ -1,5 +1,6 @@
 """Every sentence people read in the closure's thread and in the bot's replies, and a state in
-words: pure functions of plain data, one home in four modules (words, thread, replies, slack).
+words: pure functions of plain data, one module per subject (words, thread, replies, slack, and
+the requests, data loss, pings, persisted facts, plan command and summary sentences).
 Block Kit layout is `bot.blocks`'; the Home tab's is `bot.home`'. Callers use `bot.messages.X`."""
 
 from bot.messages.dataloss import *  # noqa: F403
