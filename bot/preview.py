@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from bot import messages
 from bot.microsoft import tenant as ms
 from bot.microsoft.azure import ArmError
 from bot.microsoft.graph import GraphError
@@ -61,6 +62,8 @@ def as_text(tenant: str, previews: Sequence[StepPreview]) -> str:
         counts = ", ".join(f"{k} x{v}" for k, v in sorted(p.plan.counts().items()))
         what = f"{counts}: {steps.info(p.step).verb}" if counts else "nothing to change"
         lines.append(f"{n}. {title}: {what}")
+        if p.step == "delete_users":
+            lines += [f"   {line}" for line in messages.step_one_plain(p.plan.facts)]
         lines += [f"   blocked: {b.text}" for b in p.plan.blockers]
         lines += [f"   for a Global Administrator: {c}" for c in p.plan.checklist]
     return "\n".join(lines)
@@ -73,7 +76,15 @@ def as_csv(previews: Sequence[StepPreview]) -> str:
     writer.writerow(["step", "kind", "id", "name", "what happens"])
     for p in previews:
         for item in p.plan.items if p.plan else ():
-            writer.writerow([p.step, item.kind, item.id, item.name, steps.info(p.step).verb])
+            writer.writerow(
+                [
+                    p.step,
+                    item.kind,
+                    item.id,
+                    messages.known_name(item),
+                    messages.item_action(p.step, item),
+                ]
+            )
     return out.getvalue()
 
 
@@ -91,6 +102,7 @@ def as_json(previews: Sequence[StepPreview]) -> str:
                 "items": [i.as_dict() for i in p.plan.items] if p.plan else [],
                 "blockers": [b.as_dict() for b in p.plan.blockers] if p.plan else [],
                 "checklist": list(p.plan.checklist) if p.plan else [],
+                "facts": dict(p.plan.facts) if p.plan else {},
             }
             for p in previews
         ],

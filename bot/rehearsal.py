@@ -48,6 +48,7 @@ from bot.rehearsal_config import (
 from bot.rehearsal_config import RehearsalError as RehearsalError
 from bot.rehearsal_config import read_config as read_config
 from bot.world import World
+from simulator.microsoft.graph_data import DEFAULT_APP_ROLES
 from simulator.microsoft.hosts import HOST_ROLES
 from simulator.microsoft.server import MicrosoftSimulator, SimTenant
 from simulator.proxy import ConnectProxy
@@ -92,6 +93,9 @@ def build_tenant(
         retained_upn=first if "@" in first else f"admin@{tenant.name}.onmicrosoft.com",
         users=users,
         seed=seed,
+        # As the README asks operators to grant it: the optional Reports.Read.All too, so the
+        # rehearsal's step 1 shows the data that dies.
+        app_roles=DEFAULT_APP_ROLES | {"Reports.Read.All"},
     )
     if "@" not in first:
         _rekey(sim, sim.retained_upn, first)

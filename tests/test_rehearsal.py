@@ -56,8 +56,8 @@ async def run_cli(*args: str, cwd: Path) -> tuple[int, str, str]:
 
 async def test_the_sample_config_rehearses_to_a_closed_tenant(tmp_path: Path) -> None:
     """`demo --config` on the README's sample config, with no secret in the environment, closes
-    the simulated contoso (exit 0, the channel printed) and never creates the config's real
-    database."""
+    the simulated contoso (exit 0, the channel printed, step 1's request with the data that dies
+    and the closing summary) and never creates the config's real database."""
     config = sample(tmp_path)
     code, out, err = await run_cli("demo", "--config", str(config), cwd=tmp_path)
     assert code == 0, out + err
@@ -65,6 +65,8 @@ async def test_the_sample_config_rehearses_to_a_closed_tenant(tmp_path: Path) ->
     assert "tenant 'contoso' (8f0c1d2e-3a4b-5c6d-7e8f-9a0b1c2d3e4f), cloud global" in out
     assert "STATUS (posted)" in out and "is closed: Microsoft no longer knows it" in out
     assert "Final state: closed; simulated tenant deleted: True" in out
+    assert "mailboxes" in out and "size unknown" not in out
+    assert "Summary of the closure of contoso" in out
     assert sorted(os.listdir(tmp_path)) == ["close-account.toml"]
 
 

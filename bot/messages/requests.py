@@ -73,6 +73,7 @@ _ACTIONS = {
     "restore_user": "restored from the recycle bin",
     "restore_security_defaults": "turned back on",
     "reactivate_subscription": "reactivated (checklist)",
+    "reactivate_azure_subscription": "reactivated in the Azure portal (checklist)",
 }
 
 
@@ -95,6 +96,7 @@ _TITLES = {
     "restore_ca_policy": "Conditional access policies",
     "restore_per_user_mfa": "Per-user MFA",
     "reactivate_subscription": "Cancelled subscriptions",
+    "reactivate_azure_subscription": "Cancelled Azure subscriptions",
 }
 
 
