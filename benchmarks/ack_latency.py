@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import os
 import sqlite3
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -35,20 +34,18 @@ from typing import Any
 from sqlite_utils import Database
 
 from benchmarks.ack_people import Approvers, TimedSlack
+from benchmarks.botproc import bot_process
 from benchmarks.common import (
     ADMIN,
     CHANNEL,
     OUTSIDER,
-    ROOT,
     TENANT_SECRET_ENV,
     Row,
     config_text,
     cpu_seconds,
-    free_port,
     percentile,
     say,
     sim_process,
-    stop_process,
 )
 from bot.world import people
 from storage.closures import open_closures
@@ -209,31 +206,13 @@ async def run() -> list[Row]:
                     TENANT_SECRET_ENV: sim.tenants[0]["client_secret"],
                 }
                 log_path = Path(tmp) / "bot.log"
-                with log_path.open("wb") as log:
-                    proc = await asyncio.create_subprocess_exec(
-                        sys.executable,
-                        "-m",
-                        "benchmarks.botproc",
-                        str(config),
-                        str(free_port()),
-                        str(BUDGET[0]),
-                        str(BUDGET[1]),
-                        stdout=asyncio.subprocess.PIPE,
-                        stderr=log,
-                        cwd=ROOT,
-                        env=env,
-                    )
-                try:
-                    assert proc.stdout is not None
-                    line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
-                    if not line.startswith("listening "):
-                        raise RuntimeError(f"the bot did not start: {log_path.read_text()}")
-                    slack.request_url = line.split()[1] + "/slack/events"
+                async with bot_process(config, env, log_path, [BUDGET]) as bot:
+                    slack.request_url = bot.url + "/slack/events"
                     names = [t["name"] for t in sim.tenants]
                     states = States(Path(tmp) / "close-account.db")
                     tasks.append(asyncio.create_task(states.run()))
 
-                    idle = await burst(slack, names, states, proc.pid)
+                    idle = await burst(slack, names, states, bot.proc.pid)
                     say(f"  baseline, no closure running: {summary(idle)}")
 
                     approvers = Approvers(slack, states.states.get)
@@ -252,7 +231,7 @@ async def run() -> list[Row]:
                         return len(states.reached) == TENANTS
 
                     ramping = asyncio.create_task(
-                        burst(slack, names, states, proc.pid, until=all_started)
+                        burst(slack, names, states, bot.proc.pid, until=all_started)
                     )
                     starts = []
                     for i, name in enumerate(names):
@@ -276,11 +255,9 @@ async def run() -> list[Row]:
                     )
                     say(f"  meanwhile (planning, approvals): {summary(ramp)}")
                     await sim.reset()
-                    loaded = await burst(slack, names, states, proc.pid)
+                    loaded = await burst(slack, names, states, bot.proc.pid)
                     say(f"  {TENANTS} closures executing: {summary(loaded)}")
                     stats = await sim.stats()
-                finally:
-                    await stop_process(proc)
                 warnings = [
                     x
                     for x in log_path.read_text().splitlines()

@@ -9,6 +9,8 @@ the simulator has to give the bot the same one, so this replaces each tenant's p
 `start_service` and before any closure starts (run it on a database with no open closure).
 Prints `listening <url>` once ready; SIGINT stops it the way `run` stops. For diagnosis,
 BENCH_SLOW_CALLBACK=0.05 turns on asyncio debug mode and logs every loop step over 50 ms.
+
+`bot_process` starts it from a benchmark (budgets, ack_latency) and stops it after.
 """
 
 from __future__ import annotations
@@ -18,10 +20,60 @@ import contextlib
 import logging
 import os
 import sys
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
+from benchmarks.common import ROOT, free_port, stop_process
 from bot.config import load_settings
 from bot.microsoft.pacing import WritePacer
 from bot.service import serve_forever, start_service
+
+
+def _read(path: Path) -> str:
+    return path.read_text()
+
+
+@dataclass(frozen=True)
+class BotProcess:
+    proc: asyncio.subprocess.Process
+    url: str  # http://127.0.0.1:PORT, Slack's Request URL is url + "/slack/events"
+
+
+@contextlib.asynccontextmanager
+async def bot_process(
+    config: Path,
+    env: Mapping[str, str],
+    log_path: Path,
+    budgets: Sequence[tuple[int, float]],
+    ca_interval: float | None = None,
+) -> AsyncIterator[BotProcess]:
+    """The bot as a process on a free port with its pacers starting from `budgets`, its stderr
+    in `log_path`; yields once it listens, stops it (SIGINT, as `run` stops) after."""
+    args = [str(x) for budget in budgets for x in budget]
+    if ca_interval is not None:
+        args += ["--ca", str(ca_interval)]
+    with log_path.open("wb") as log:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "benchmarks.botproc",
+            str(config),
+            str(free_port()),
+            *args,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=log,
+            cwd=ROOT,
+            env=dict(env),
+        )
+    try:
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+        if not line.startswith("listening "):
+            raise RuntimeError(f"the bot did not start: {_read(log_path)}")
+        yield BotProcess(proc, line.split()[1])
+    finally:
+        await stop_process(proc)
 
 
 async def main(

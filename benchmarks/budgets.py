@@ -29,25 +29,22 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks.botproc import bot_process
 from benchmarks.common import (
     ADMIN,
     APPROVERS,
-    ROOT,
     TENANT_SECRET_ENV,
     Row,
     SimProcess,
     config_text,
-    free_port,
     say,
     sim_process,
-    stop_process,
 )
 from bot.world import people
 from simulator.microsoft.graph_throttle import Budget, make_budget
@@ -193,29 +190,10 @@ async def _with_sim(
         TENANT_SECRET_ENV: sim.tenants[0]["client_secret"],
     }
     c = case.compress
-    budgets = [*DOC_APP[:1], DOC_APP[1] / c, DOC_TENANT[0], DOC_TENANT[1] / c]
+    budgets = [(DOC_APP[0], DOC_APP[1] / c), (DOC_TENANT[0], DOC_TENANT[1] / c)]
     log_path = tmp / "bot.log"
-    with log_path.open("wb") as log:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "benchmarks.botproc",
-            str(config),
-            str(free_port()),
-            *(str(x) for x in budgets),
-            "--ca",
-            str(1.0 / c),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=log,
-            cwd=ROOT,
-            env=env,
-        )
-    try:
-        assert proc.stdout is not None
-        line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
-        if not line.startswith("listening "):
-            raise RuntimeError(f"the bot did not start: {log_path.read_text()}")
-        slack.request_url = line.split()[1] + "/slack/events"
+    async with bot_process(config, env, log_path, budgets, ca_interval=1.0 / c) as bot:
+        slack.request_url = bot.url + "/slack/events"
         result = await slack.slash_command(user_id=ADMIN, text=sim.tenants[0]["name"])
         if result.status != 200:
             raise RuntimeError(f"/close-account: {result}")
@@ -234,8 +212,6 @@ async def _with_sim(
             await asyncio.sleep(0.2)
         wall = time.perf_counter() - began
         stats = await sim.stats()
-    finally:
-        await stop_process(proc)
     errors = [x for x in log_path.read_text().splitlines() if x.startswith(("ERROR", "CRITICAL"))]
     sub = {k: v for k, v in stats["requests"].items() if k.startswith("DELETE sub")}
     total = sum(sub.values())
