@@ -49,6 +49,7 @@ class Refused(StrEnum):
     RACED = "raced"  # the closure moved while the command was being carried out
     SLACK = "slack"  # Slack refused what the command needed (the text says what to fix)
     MICROSOFT = "microsoft"  # Microsoft could not be read (the plan preview)
+    BUSY = "busy"  # a preview of the tenant is being read already
 
 
 @dataclass(frozen=True)

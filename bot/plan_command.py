@@ -1,14 +1,20 @@
 """`/close-account plan <tenant>`: the preview of `close-account-bot plan` for an admin or one of
 the tenant's approvers, answered only to them: the per-step summary as the command's ephemeral
 answer, the whole inventory as a file in their direct message with the bot. Reads Microsoft only;
-opens no closure, posts nothing in the progress channel, writes one audit line."""
+opens no closure, posts nothing in the progress channel, writes one audit line: what Resource
+Manager and Partner Center show it is read through a read-only `Learned` (a preview's sighting of
+a cancelled subscription is no closure's cancellation time). One preview per tenant at a time:
+each reads every user, the usage reports and ARM through the Graph client and pacer a running
+closure uses."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -46,6 +52,7 @@ class PlanCommand:
     tenants: dict[str, ms.Tenant]
     session: aiohttp.ClientSession
     ssl_context: Any
+    _reading: dict[str, asyncio.Lock] = field(default_factory=dict)
 
     async def answer(self, tenant_name: str, user: str) -> Reply:
         """The preview for `user`, or why not; the file goes to their DM."""
@@ -57,9 +64,16 @@ class PlanCommand:
             return refused(Refused.UNKNOWN_TENANT, messages.unknown_tenant(tenant_name, names))
         if not may_preview(self.approvers, self.directory, tenant, user):
             return refused(Refused.NOT_ALLOWED, messages.plan_readers())
+        lock = self._reading.setdefault(tenant.name, asyncio.Lock())
+        if lock.locked():  # checked and taken with no await between: no second reader slips in
+            return refused(Refused.BUSY, messages.plan_busy(tenant.name))
+        async with lock:
+            return await self._answer(tenant, user)
+
+    async def _answer(self, tenant: TenantSettings, user: str) -> Reply:
         try:
             found = await preview.preview(
-                self.tenants[tenant.name],
+                read_only(self.tenants[tenant.name]),
                 self.session,
                 self.ssl_context,
                 self.settings.timing.tenant_gone_checks,
@@ -118,6 +132,20 @@ def may_preview(
 ) -> bool:
     """Admins and the tenant's approvers (emails as their resolved Slack users) may preview it."""
     return approvers.is_admin(user) or user in directory.ids(tenant.approvers)
+
+
+def read_only(tenant: ms.Tenant) -> ms.Tenant:
+    """The tenant's clients for a preview: the same Graph, ARM and Partner Center, whose
+    `Learned` reads the database but keeps what the preview learns in memory, for it alone."""
+    shared = tenant.arm or tenant.partner
+    if shared is None:
+        return tenant
+    reader = shared.learned.reader()
+    return dataclasses.replace(
+        tenant,
+        arm=dataclasses.replace(tenant.arm, learned=reader) if tenant.arm else None,
+        partner=dataclasses.replace(tenant.partner, learned=reader) if tenant.partner else None,
+    )
 
 
 def _upload(name: str, content: str) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from bot.messages.words import code, plain
 
 __all__ = [
     "PLAN_SUMMARY_LIMIT",
+    "plan_busy",
     "plan_file_comment",
     "plan_file_failed",
     "plan_file_sent",
@@ -35,6 +36,10 @@ def plan_reading(tenant: str) -> str:
 
 def plan_readers() -> str:
     return "Only the admins and this tenant's approvers may preview its closure."
+
+
+def plan_busy(tenant: str) -> str:
+    return f"A preview of {plain(tenant)} is being read; try again in a moment."
 
 
 def plan_unreadable(tenant: str, error: str) -> str:
