@@ -8,8 +8,10 @@ Graph token (Application permission Reports.Read.All) answers `302 Found` whose 
 "a preauthenticated download URL" that is "only valid for a short period of time (a few
 minutes)" and does "not require an `Authorization` header". So the redirect is followed by
 hand and the download carries no Authorization header (aiohttp would follow it with the
-token when the download host is the Graph host). The CSV may begin with a UTF-8 byte order
-mark; it is dropped before parsing.
+token when the download host is the Graph host). The download itself follows no further
+redirect, and the URL (a bearer credential for a few minutes) is never put in a reason: aiohttp's
+errors name the URL in `str()`, so a reason carries only the error's type and HTTP status. The
+CSV may begin with a UTF-8 byte order mark; it is dropped before parsing.
 
 A figure that cannot be read is `unknown` with the reason; reading never fails a step.
 """
@@ -144,6 +146,7 @@ async def _download(tenant: Tenant, location: str) -> bytes:
     async with graph.session.get(
         location,
         headers={},  # preauthenticated: the Graph token stays with Graph
+        allow_redirects=False,  # the link Graph gave is the download; it sends nowhere else
         ssl=graph.ssl_context if graph.ssl_context is not None else True,
         timeout=TIMEOUT,
     ) as resp:
@@ -162,10 +165,17 @@ async def read_figure(tenant: Tenant, function: str) -> Figure:
         reason = _reason(err)
     except ReportUnavailable as err:
         reason = str(err)
-    except (TimeoutError, aiohttp.ClientError, OSError, UnicodeDecodeError, csv.Error) as err:
-        reason = f"the report could not be read ({str(err) or type(err).__name__})"
+    except (TimeoutError, aiohttp.ClientError, OSError, ValueError, csv.Error) as err:
+        reason = f"the report could not be read ({_error_name(err)})"
     log.warning("usage report %s unavailable: %s", function, reason)
     return Figure(unknown=reason)
+
+
+def _error_name(err: BaseException) -> str:
+    """The error's type and HTTP status, never its text: aiohttp's (InvalidURL,
+    ClientResponseError, redirect errors) name the preauthenticated download URL."""
+    status = getattr(err, "status", None)
+    return f"{type(err).__name__}, HTTP {status}" if isinstance(status, int) else type(err).__name__
 
 
 async def data_figures(tenant: Tenant) -> dict[str, Any]:

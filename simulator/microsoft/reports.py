@@ -36,6 +36,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from aiohttp import web
+
 from simulator.microsoft.graph_data import SimTenant
 from simulator.microsoft.graph_odata import (
     Caller,
@@ -191,6 +193,10 @@ class Reports:
         # Microsoft's report URLs are seen to (readers must drop it); off by default so that
         # plain `resp.text()` readers see the documented header line.
         self.byte_order_mark = False
+        # Tests set it: each download answers what it makes (raised, as aiohttp's handlers may)
+        # instead of the CSV: a failing download (`web.HTTPInternalServerError`) or one that
+        # redirects further (`web.HTTPFound(url)`).
+        self.download_answer: Callable[[], web.HTTPException] | None = None
 
     def route(
         self, req: GraphRequest
@@ -223,6 +229,8 @@ class Reports:
         `authorization` is the request's Authorization header, recorded for tests: the URL is
         preauthenticated, so a client that sends its Graph token here leaks it."""
         self.download_authorizations.append(authorization)
+        if self.download_answer is not None:
+            raise self.download_answer()
         now = self._clock()
         self._downloads = {k: v for k, v in self._downloads.items() if v[0] > now}
         found = self._downloads.get(token)
