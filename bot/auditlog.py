@@ -10,6 +10,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from bot.csvsafe import csv_dict
 from storage.audit import AuditRow
 
 FIELDS = [
@@ -39,10 +40,16 @@ def as_json(rows: Sequence[AuditRow]) -> str:
     return json.dumps([fields_of(r) for r in rows], indent=2, sort_keys=True)
 
 
+def csv_fields(row: AuditRow) -> dict[str, str]:
+    """The row as the CSV's cells: its detail as JSON, every cell made inert for a spreadsheet
+    (actors, tenants and reasons come from outside)."""
+    return csv_dict({**fields_of(row), "detail": json.dumps(dict(row.detail), sort_keys=True)})
+
+
 def as_csv(rows: Sequence[AuditRow]) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=FIELDS, extrasaction="ignore")
     writer.writeheader()
     for row in rows:
-        writer.writerow({**fields_of(row), "detail": json.dumps(dict(row.detail), sort_keys=True)})
+        writer.writerow(csv_fields(row))
     return out.getvalue()

@@ -17,7 +17,7 @@ from pathlib import Path
 import aiohttp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.auditlog import FIELDS, fields_of
+from bot.auditlog import FIELDS, csv_fields, fields_of
 from storage.audit import AuditRow
 
 
@@ -42,9 +42,7 @@ def write_files(rows: Sequence[AuditRow], directory: Path, stamp: str) -> list[E
         writer = csv.DictWriter(out, fieldnames=FIELDS, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
-            writer.writerow(
-                {**fields_of(row), "detail": json.dumps(dict(row.detail), sort_keys=True)}
-            )
+            writer.writerow(csv_fields(row))
     with json_path.open("w", encoding="utf-8") as out:
         out.write("[")
         for n, row in enumerate(rows):

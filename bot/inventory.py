@@ -9,6 +9,7 @@ import io
 import json
 
 from bot import messages
+from bot.csvsafe import csv_row
 from statemachine.plan import Item, Plan
 
 COLUMNS = ("kind", "id", "name", "action", "why", "detail")
@@ -33,14 +34,17 @@ def _detail(item: Item) -> str:
 
 
 def row(step: str, item: Item) -> list[str]:
-    return [
-        item.kind,
-        item.id,
-        messages.known_name(item),
-        messages.item_action(step, item),
-        messages.setting_reason(item) or "",
-        _detail(item),
-    ]
+    """The item's cells, each made inert for a spreadsheet (names come from the tenant)."""
+    return csv_row(
+        [
+            item.kind,
+            item.id,
+            messages.known_name(item),
+            messages.item_action(step, item),
+            messages.setting_reason(item) or "",
+            _detail(item),
+        ]
+    )
 
 
 def inventory_csv(plan: Plan) -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from bot import messages
+from bot.csvsafe import csv_row
 from bot.microsoft import tenant as ms
 from bot.microsoft.azure import ArmError
 from bot.microsoft.graph import GraphError
@@ -70,20 +71,23 @@ def as_text(tenant: str, previews: Sequence[StepPreview]) -> str:
 
 
 def as_csv(previews: Sequence[StepPreview]) -> str:
-    """The whole inventory: one row per item (kind, ID, name, and what happens to it)."""
+    """The whole inventory: one row per item (kind, ID, name, and what happens to it), each
+    cell made inert for a spreadsheet."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["step", "kind", "id", "name", "what happens"])
     for p in previews:
         for item in p.plan.items if p.plan else ():
             writer.writerow(
-                [
-                    p.step,
-                    item.kind,
-                    item.id,
-                    messages.known_name(item),
-                    messages.item_action(p.step, item),
-                ]
+                csv_row(
+                    [
+                        p.step,
+                        item.kind,
+                        item.id,
+                        messages.known_name(item),
+                        messages.item_action(p.step, item),
+                    ]
+                )
             )
     return out.getvalue()
 
