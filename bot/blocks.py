@@ -26,7 +26,7 @@ from bot.messages import (
     slack_date,
     step_of_total,
 )
-from bot.messages.dataloss import step_one_text
+from bot.messages.dataloss import step_five_text, step_one_text
 from statemachine import steps
 from statemachine.closure import split_state
 from statemachine.plan import Item, Plan
@@ -277,6 +277,8 @@ def approval_blocks(
         )
         blocks.append(_text(f"*What {verb}:*\n{summary}"))
     kept_and_lost = step_one_text(plan.facts) if plan.step == "delete_users" else None
+    if plan.step == "delete_directory":  # the point of no return: the data dies here
+        kept_and_lost = step_five_text(plan.facts)
     if kept_and_lost:  # bot/messages/dataloss.py: the accounts kept, the data that dies
         blocks.append(_text(kept_and_lost))
     if plan.step == "disable_mfa" and plan.items:  # why each setting changes

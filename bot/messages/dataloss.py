@@ -1,6 +1,8 @@
 """What step 1's approval request says of the data that dies and of the accounts kept: the
 usage figures (bot/microsoft/reports.py), Microsoft's advice to back up first, what approving
-confirms, and the retained accounts, from the plan's facts."""
+confirms, and the retained accounts, from the plan's facts. Step 5's request (the point of no
+return) says the figures and the advice again: when step 1 had nothing to do it asked no one,
+yet the retained accounts' mailboxes and OneDrive and every SharePoint site die at step 5."""
 
 from __future__ import annotations
 
@@ -12,9 +14,11 @@ from bot.messages.words import code, plain
 __all__ = [
     "BACKUP_ADVICE",
     "BACKUP_CONFIRMED",
+    "BACKUP_CONFIRMED_STEP_5",
     "data_loss_lines",
     "human_size",
     "retained_lines",
+    "step_five_text",
     "step_one_plain",
     "step_one_text",
 ]
@@ -27,6 +31,7 @@ BACKUP_ADVICE = (
     "Close your Microsoft business account>)"
 )
 BACKUP_CONFIRMED = ":floppy_disk: *Approving this step confirms the data is backed up.*"
+BACKUP_CONFIRMED_STEP_5 = ":floppy_disk: *Approving step 5 confirms the data is backed up.*"
 _LABELS = (
     ("mailboxes", "mailboxes", "mailbox"),
     ("onedrive", "OneDrive accounts", "OneDrive account"),
@@ -46,8 +51,9 @@ def human_size(n: int) -> str:
     raise AssertionError("unreachable")
 
 
-def data_loss_lines(data: Mapping[str, Any]) -> list[str]:
-    """The usage figures as lines: counts and sizes, or 'size unknown' and why."""
+def data_loss_lines(data: Mapping[str, Any], *, step: int = 1) -> list[str]:
+    """The usage figures as lines: counts and sizes, or 'size unknown' and why; the last line
+    says when the data goes, as step 1's or step 5's request says it."""
     days = _PERIOD.get(str(data.get("period", "")), "")
     known = [data[k] for k, _, _ in _LABELS if "unknown" not in (data.get(k) or {"unknown": ""})]
     dates = sorted({str(f["refreshed"]) for f in known if f.get("refreshed")})
@@ -71,6 +77,10 @@ def data_loss_lines(data: Mapping[str, Any]) -> list[str]:
     lines.append(
         "Deleted users keep their data only until step 5 purges them with the tenant; after"
         " that nothing can be recovered."
+        if step == 1
+        else "Step 5 purges the deleted users and ends the tenant: the kept accounts' mailboxes"
+        " and OneDrive and every SharePoint site go with it; after that nothing can be"
+        " recovered."
     )
     return lines
 
@@ -102,6 +112,15 @@ def step_one_text(facts: Mapping[str, Any]) -> str | None:
     if isinstance(data, Mapping):
         lines += [*data_loss_lines(data), BACKUP_ADVICE, BACKUP_CONFIRMED]
     return "\n".join(lines)
+
+
+def step_five_text(facts: Mapping[str, Any]) -> str | None:
+    """Step 5's part of its approval request: the data that dies with the tenant, Microsoft's
+    advice and what approving confirms, or None for a plan without the figures."""
+    data = facts.get("data")
+    if not isinstance(data, Mapping):
+        return None
+    return "\n".join([*data_loss_lines(data, step=5), BACKUP_ADVICE, BACKUP_CONFIRMED_STEP_5])
 
 
 def step_one_plain(facts: Mapping[str, Any]) -> list[str]:

@@ -15,6 +15,7 @@ from bot.config import TenantSettings
 from bot.microsoft.azure import ArmError
 from bot.microsoft.graph import GraphError
 from bot.microsoft.permissions import REQUIRED_ROLES
+from bot.microsoft.reports import data_figures
 from bot.microsoft.steps.base import Outstanding, Progress, Step, StepContext, batched, deletes
 from bot.microsoft.steps.delete_users import is_retained
 from bot.microsoft.tenant import (
@@ -208,6 +209,8 @@ class DeleteDirectory(Step):
                 "custom_domains": custom,
                 "app_setup": "multi-tenant" if setup.multi_tenant else "single-tenant",
                 "app_home_tenant_id": setup.home_tenant_id,
+                # What dies with the tenant (never in the hash: facts are not hashed).
+                "data": await data_figures(tenant),
             },
         )
 
