@@ -19,6 +19,7 @@ from bot.microsoft.permissions import OPTIONAL_ROLES as OPTIONAL_ROLES
 from bot.microsoft.permissions import REQUIRED_ROLES as REQUIRED_ROLES
 from bot.microsoft.permissions import Need as Need
 from bot.microsoft.tokens import TokenError, jwt_claims
+from bot.settings import TenantSettings
 
 PRIVILEGED_AUTHENTICATION_ADMINISTRATOR = "7be44c8a-adaf-4e2a-84d6-ab2649e08a13"
 # The bot scopes manifest.yml asks for (a test keeps the two equal).
@@ -101,7 +102,37 @@ async def check_slack(client: AsyncWebClient, settings: Settings) -> list[Line]:
                 "check slack.progress_channel and invite the bot to it",
             )
         )
+    for tenant in settings.tenants:
+        lines.append(await check_retained_ping(client, tenant))
     return lines
+
+
+async def check_retained_ping(client: AsyncWebClient, tenant: TenantSettings) -> Line:
+    """Who the tenant's admin-center checklists will ping: `retain_slack_user` or the retained
+    UPN looked up by email. Never a failure (the checklist then names the account), but said."""
+    subject = f"tenant {tenant.name}"
+    account = tenant.retain[0] if tenant.retain else None
+    ref = tenant.retain_slack_user or (account if account and "@" in account else None)
+    if ref is None:
+        why = "the retained account is an object ID and retain_slack_user is not set"
+        return Line(subject, "checklist ping", True, f"nobody will be pinged: {why}")
+    try:
+        if "@" in ref:
+            user = (await client.users_lookupByEmail(email=ref)).get("user") or {}
+        else:
+            user = (await client.users_info(user=ref)).get("user") or {}
+    except SlackApiError as exc:
+        error = exc.response.get("error")
+        detail = f"nobody will be pinged: Slack has no user {ref} ({error})"
+        return Line(subject, "checklist ping", True, detail + "; set retain_slack_user")
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        detail = f"could not look up {ref}: {str(exc) or type(exc).__name__}"
+        return Line(subject, "checklist ping", True, detail)
+    if user.get("deleted"):
+        detail = f"nobody will be pinged: the Slack account for {ref} is deactivated"
+        return Line(subject, "checklist ping", True, detail)
+    name = user.get("name") or user.get("id")
+    return Line(subject, "checklist ping", True, f"checklists mention @{name} ({user.get('id')})")
 
 
 async def check_tenant(tenant: ms.Tenant) -> list[Line]:

@@ -9,6 +9,7 @@ import sys
 
 from bot.world import World
 from simulator.microsoft.graph_data import DEFAULT_APP_ROLES
+from simulator.slack.server import SimUser
 from tests.conftest import MakeWorld
 
 
@@ -130,3 +131,17 @@ async def test_partner_center_sign_in_is_checked(make_world: MakeWorld) -> None:
     result = await run_check(world)
     assert result.returncode == 1
     assert any("partner center" in line for line in failing(result.stdout))
+
+
+async def test_check_says_who_checklists_will_ping(make_world: MakeWorld) -> None:
+    """check names the Slack user the retained UPN resolves to, and says, without failing,
+    that nobody will be pinged when no Slack user has that email."""
+    world = await make_world(start=False)
+    result = await run_check(world)
+    assert result.returncode == 0, result.stdout + result.stderr
+    line = next(ln for ln in result.stdout.splitlines() if "checklist ping" in ln)
+    assert "nobody will be pinged" in line and "users_not_found" in line
+    world.slack.add_user(SimUser("U0GALE", "gale.global", world.tenant.retained_upn))
+    result = await run_check(world)
+    line = next(ln for ln in result.stdout.splitlines() if "checklist ping" in ln)
+    assert result.returncode == 0 and "@gale.global (U0GALE)" in line
