@@ -95,3 +95,14 @@ async def test_a_second_preview_of_the_same_tenant_waits_its_turn(make_world: Ma
     assert "Preview of closing contoso" in await first
     graph.get = real_get  # type: ignore[method-assign]
     assert "Preview of closing contoso" in await world.command("plan contoso", user=APPROVERS[0])
+
+
+def test_an_over_long_first_line_is_cut_too() -> None:
+    """A first line longer than the limit is cut (never inside an escape) and the answer says
+    the line is whole in the file; True, so the whole text is sent."""
+    text, cut = messages.plan_summary(["&" * 200], limit=120)
+    assert cut and "the line was cut" in text
+    body = text.split("```")[1]
+    assert len(body) <= 120 and body.endswith("&amp;…")
+    text, cut = messages.plan_summary(["x" * 300, "next"], limit=120)
+    assert cut and "1 more line(s)" in text and len(text.split("```")[1]) <= 120

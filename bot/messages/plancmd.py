@@ -51,18 +51,36 @@ def plan_unreadable(tenant: str, error: str) -> str:
 
 def plan_summary(lines: Sequence[str], limit: int = PLAN_SUMMARY_LIMIT) -> tuple[str, bool]:
     """The preview's lines (from outside: made inert) as a preformatted block, cut at whole
-    lines under `limit` characters; True when lines were left out."""
+    lines under `limit` characters (a first line longer than that is itself cut, at a whole
+    character, never inside an escape); True when anything was left out."""
     shown: list[str] = []
     size = 0
+    cut_line = False
     for line in lines:
         safe = plain(line)
         if shown and size + len(safe) + 1 > limit:
             break
+        if len(safe) > limit:  # the first line alone is over the limit
+            safe, cut_line = _cut(line, limit), True
         shown.append(safe)
         size += len(safe) + 1
     left = len(lines) - len(shown)
     more = f"\n… and {left} more line(s): every line is in the file." if left else ""
-    return "```" + "\n".join(shown) + "```" + more, left > 0
+    if cut_line and not left:
+        more = "\n… the line was cut: it is whole in the file."
+    return "```" + "\n".join(shown) + "```" + more, left > 0 or cut_line
+
+
+def _cut(line: str, limit: int) -> str:
+    """The longest start of `line` whose inert form, with an ellipsis, fits `limit`."""
+    low, high = 0, len(line)
+    while low < high:
+        mid = (low + high + 1) // 2
+        if len(plain(line[:mid])) + 1 <= limit:
+            low = mid
+        else:
+            high = mid - 1
+    return plain(line[:low]) + "…"
 
 
 def plan_file_comment(tenant: str, items: int) -> str:

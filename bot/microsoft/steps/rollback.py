@@ -1,7 +1,10 @@
 """The rollback, run as its own step before the point of no return: each step that started puts
 back what its approved plan changed (its `undo`), in the order of the list of steps. Step 2's
 cancelled subscriptions go back where they were bought: the partner, the Azure portal, or the
-Microsoft 365 admin center (as step 2's own checklist tells them apart)."""
+Microsoft 365 admin center (as step 2's own checklist tells them apart). One the bot cancelled
+itself through Partner Center is reactivated there with the partner's account, whose credentials
+the operator holds; an Azure subscription Resource Manager no longer lists stays on the list, for
+a person to look up in the Azure portal."""
 
 from __future__ import annotations
 
@@ -15,6 +18,10 @@ from statemachine import steps
 from statemachine.plan import Item, Plan
 
 AZURE_REACTIVATE = "Azure portal > Subscriptions > select it > Reactivate subscription"
+AZURE_UNSEEN = (
+    "no longer visible to the bot (Azure Resource Manager does not list it); check it in the"
+    " Azure portal > Subscriptions and reactivate it there if it is cancelled"
+)
 
 
 def reactivation_line(item: Item, bought: Item | None) -> str:
@@ -22,7 +29,13 @@ def reactivation_line(item: Item, bought: Item | None) -> str:
     partner who sold it (named by its tenant), the Azure portal, or the admin center."""
     head = f"{item.name} ({item.id})"
     detail = bought.detail if bought is not None else {}
-    if detail.get("channel") == "partner" or detail.get("partner_api"):
+    if detail.get("partner_api"):  # the bot cancelled it with the partner's credentials
+        owner = detail.get("owner_tenant_id") or "?"
+        return (
+            f"{head}: bought through partner {owner}: reactivate it in Partner Center with the"
+            f" partner's account (tenant {owner})"
+        )
+    if detail.get("channel") == "partner":
         owner = detail.get("owner_tenant_id") or "?"
         return (
             f"{head}: bought through partner {owner}: ask the partner (tenant {owner}) to"
@@ -58,8 +71,11 @@ class ReactivateAzure:
             if state.get(sub.id) not in (*AZURE_ACTIVE, None, "Deleted")
         ]
         lost = [f"{s.name} ({s.id})" for s in cancelled if state.get(s.id) == "Deleted"]
+        unseen = [
+            f"{s.name} ({s.id}): {AZURE_UNSEEN}" for s in cancelled if state.get(s.id) is None
+        ]
         notes: dict[str, Any] = {"lost_azure_subscriptions": lost} if lost else {}
-        return items, [reactivation_line(i, None) for i in items], notes
+        return items, [reactivation_line(i, None) for i in items] + unseen, notes
 
     async def execute(
         self, tenant: Tenant, items: Sequence[Item], progress: Progress, start: int
