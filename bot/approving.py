@@ -9,6 +9,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 from sqlite_utils import Database
 
@@ -182,8 +183,9 @@ class Approving:
     async def _attach_plan(self, row: ClosureRow, req: RequestRow, plan: Plan) -> None:
         """Every request's full inventory as a CSV file in the thread (kind, ID, name, what
         happens to it), and a checklist too long for its message as text, once per request.
-        A refused upload is audited and never holds the request up: its blocks still list
-        the items and say how many they leave out."""
+        A refused upload is audited, said once in the thread with the command that prints the
+        file, and never holds the request up: its blocks still list the items and say how many
+        they leave out."""
         long_checklist = blocks.checklist_needs_file(plan)
         if not (plan.items or long_checklist) or req.channel is None:
             return
@@ -200,9 +202,10 @@ class Approving:
                 ),
                 file_uploads=files,
             )
-        except SlackApiError as exc:
-            error = slack_error(exc)
+        except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
+            error = slack_error(exc) if isinstance(exc, SlackApiError) else type(exc).__name__
             log.warning("could not attach %s: %s", ", ".join(names), error)
+            said = audit.answered(self.db, row.id, "bot", "plan_file_refused", req.id)
             detail = {"request_id": req.id, "files": names, "error": error}
             audit.record(
                 self.db,
@@ -213,6 +216,9 @@ class Approving:
                 plan_hash=req.plan_hash,
                 detail=detail,
             )
+            if not said:  # the approvers are told once per request, not at each restart
+                text = messages.inventory_refused(req.step, row.tenant, error)
+                await self.outbox.say(row.id, text, step=req.step)
             return
         audit.record(
             self.db,

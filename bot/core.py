@@ -84,7 +84,13 @@ def build_core(
         flush_thread=lambda closure_id: outbox.flush(closure_id),
         thread_pending=lambda closure_id: outbox.pending(closure_id),
     )
-    records = Records(db=db, client=client, clock=clock, mark_requests=requests.mark_all)
+    records = Records(
+        db=db,
+        client=client,
+        clock=clock,
+        mark_requests=requests.mark_all,
+        say=lambda closure_id, text: outbox.say(closure_id, text),
+    )
     outbox = Outbox(
         db=db,
         client=client,

@@ -94,18 +94,18 @@ class Outbox:
         before a crash is looked up in the thread first, so nothing is posted twice."""
         async with self._locks.setdefault(closure_id, asyncio.Lock()):
             posts = outbox.pending(self.db, closure_id)
-            if not posts:
-                await self.mark_requests(closure_id)
-                return
-            row = closures_db.get_closure(self.db, closure_id)
-            if row is None:
-                return
-            if row.status_ts is None:
-                await self.show_status(closure_id)
+            if posts:
                 row = closures_db.get_closure(self.db, closure_id)
-                assert row is not None
-            for post in posts:
-                await self._send(row, post)
+                if row is None:
+                    return
+                if row.status_ts is None:
+                    await self.show_status(closure_id)
+                    row = closures_db.get_closure(self.db, closure_id)
+                    assert row is not None
+                for post in posts:
+                    await self._send(row, post)
+        # Outside the lock, posts or none: what follows them may post again (bot.summary's
+        # Records says in the thread that the list of what a closure changed was refused).
         await self.mark_requests(closure_id)
 
     async def _send(self, row: ClosureRow, post: outbox.PostRow) -> None:

@@ -20,7 +20,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlite_utils import Database
 
 from bot import export, messages
+from bot.csvsafe import csv_dict
 from bot.outbox import Post
+from bot.slackapi import slack_error
 from statemachine import steps
 from statemachine.closure import is_final, split_state
 from statemachine.plan import Plan
@@ -35,6 +37,9 @@ log = logging.getLogger("close_account_bot.summary")
 
 SUMMARY = "summary"  # the outbox kind of an end's summary: summary:closed, summary:aborted...
 SHARED = "changed_list_posted"  # audit action: the end's list of changed objects is in Slack
+REFUSED = "changed_list_refused"  # audit action: Slack refused it (its error in the detail)
+SHARE_TRIES = 3  # refusals of one end's list before the bot stops trying (the CLI prints it)
+CHECKLIST_SHOWN = 20  # lines of a stopped step's checklist in the summary (all are in its request)
 FIELDS = [
     "closure_id",
     "step",
@@ -164,7 +169,9 @@ def _left(
         todo = (info.remaining if info else None) or mine[-1].plan.checklist
         name = messages.step_name(line.step)
         left.append(f"{name} stopped after {line.done:,} of {line.total:,} changes.")
-        left += [f"{name}: {item}" for item in todo]
+        left += [f"{name}: {item}" for item in todo[:CHECKLIST_SHOWN]]
+        if len(todo) > CHECKLIST_SHOWN:
+            left.append(messages.checklist_more(name, len(todo) - CHECKLIST_SHOWN))
     if end == "aborted":
         undone = [
             messages.step_name(x.step) for x in lines if x.outcome in ("not_reached", "planned")
@@ -217,14 +224,19 @@ def _summary_queued(db: Database, closure_id: str, end: str) -> bool:
     )
 
 
+def _count(db: Database, row: ClosureRow, end: str, action: str) -> int:
+    """How many audit rows `action` the closure has for its end `end`."""
+    found = db.execute(
+        "SELECT COUNT(*) FROM audit WHERE tenant = ? AND closure_id = ? AND action = ?"
+        " AND json_extract(detail, '$.end') = ?",
+        [row.tenant, row.id, action, end],
+    ).fetchone()
+    return int(found[0])
+
+
 def _shared(db: Database, row: ClosureRow, end: str) -> bool:
-    return bool(
-        db.execute(
-            "SELECT 1 FROM audit WHERE tenant = ? AND closure_id = ? AND action = ?"
-            " AND json_extract(detail, '$.end') = ? LIMIT 1",
-            [row.tenant, row.id, SHARED, end],
-        ).fetchone()
-    )
+    """Shared, or refused SHARE_TRIES times (the thread says how to print it)."""
+    return bool(_count(db, row, end, SHARED)) or _count(db, row, end, REFUSED) >= SHARE_TRIES
 
 
 def queue_summary(db: Database, row: ClosureRow, *, at: float) -> list[Post]:
@@ -283,7 +295,7 @@ def as_csv(rows: Iterable[dict[str, str]]) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=FIELDS)
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows(csv_dict(r) for r in rows)  # names come from the tenant: made inert
     return out.getvalue()
 
 
@@ -300,19 +312,22 @@ def write_csv(rows: Sequence[dict[str, str]], path: Path) -> export.ExportFile:
     with path.open("w", newline="", encoding="utf-8") as out:
         writer = csv.DictWriter(out, fieldnames=FIELDS)
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(csv_dict(r) for r in rows)  # names come from the tenant: made inert
     return export.ExportFile(path, path.name)
 
 
 @dataclass(eq=False, kw_only=True)
 class Records:
     """After a closure's thread posts are sent: the list of what its end changed, shared once
-    per end in its thread (after the summary, which the outbox sent first)."""
+    per end in its thread (after the summary, which the outbox sent first). A refusal is
+    audited and retried at the next flush, SHARE_TRIES times at most; the first one is said in
+    the thread with the command that prints the list."""
 
     db: Database
     client: AsyncWebClient
     clock: Callable[[], float]
     mark_requests: Callable[[str], Awaitable[None]]
+    say: Callable[[str, str], Awaitable[None]] | None = None  # a thread line, through the outbox
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict, init=False, repr=False)
 
     async def after_posts(self, closure_id: str) -> None:
@@ -323,11 +338,15 @@ class Records:
         async with self._locks.setdefault(closure_id, asyncio.Lock()):
             if not _summary_queued(self.db, row.id, row.state) or _shared(self.db, row, row.state):
                 return
-            await self._share(row)
+            error = await self._share(row)
+        if error is not None and self.say is not None:  # outside the lock: its flush comes back
+            await self.say(closure_id, messages.changed_list_refused(row.tenant, error))
 
-    async def _share(self, row: ClosureRow) -> None:
+    async def _share(self, row: ClosureRow) -> str | None:
+        """Share the list; Slack's error when it is refused the first time, for the thread."""
         rows = changed_rows(self.db, row)
         detail: dict[str, Any] = {"end": row.state, "rows": len(rows)}
+        step = split_state(row.state)[0]
         if rows:
             stamp = f"changed-{row.tenant}-{row.id}"
             try:
@@ -339,9 +358,13 @@ class Records:
                     comment=messages.changed_list_posted(row.tenant, len(rows), row.state),
                 )
             except (SlackApiError, export.UploadError, aiohttp.ClientError, TimeoutError) as exc:
-                # Said in the log; the next flush of the thread tries again.
-                log.warning("closure %s: the list of changed objects not shared: %s", row.id, exc)
-                return
-        audit.record(
-            self.db, row, SHARED, at=self.clock(), step=split_state(row.state)[0], detail=detail
-        )
+                # Audited; the next flush of the thread tries again, SHARE_TRIES times at most.
+                error = slack_error(exc) if isinstance(exc, SlackApiError) else str(exc)
+                error = error or type(exc).__name__
+                log.warning("closure %s: the list of changed objects not shared: %s", row.id, error)
+                first = not _count(self.db, row, row.state, REFUSED)
+                detail["error"] = error
+                audit.record(self.db, row, REFUSED, at=self.clock(), step=step, detail=detail)
+                return error if first else None
+        audit.record(self.db, row, SHARED, at=self.clock(), step=step, detail=detail)
+        return None

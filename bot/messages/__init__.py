@@ -4,6 +4,7 @@ the requests, data loss, pings, persisted facts, plan command and summary senten
 Block Kit layout is `bot.blocks`'; the Home tab's is `bot.home`'. Callers use `bot.messages.X`."""
 
 from bot.messages.dataloss import *  # noqa: F403
+from bot.messages.files import *  # noqa: F403
 from bot.messages.persist import *  # noqa: F403
 from bot.messages.pings import *  # noqa: F403
 from bot.messages.plancmd import *  # noqa: F403
