@@ -45,7 +45,7 @@ OWN_KINDS = ("own_application", "own_service_principal")  # the bot's own access
 KIND_LABEL = {
     "user": "users",
     "subscription": "subscriptions",
-    "azure_subscription": "Azure subscriptions to cancel through Azure Resource Manager",
+    "azure_subscription": "Azure subscriptions (through Azure Resource Manager)",
     "security_defaults": "security defaults",
     "ca_policy": "conditional access policies requiring MFA",
     "per_user_mfa": "per-user MFA settings",
@@ -61,6 +61,7 @@ KIND_LABEL = {
     "restore_ca_policy": "conditional access policies to put back to their recorded state",
     "restore_per_user_mfa": "per-user MFA settings to put back",
     "reactivate_subscription": "cancelled subscriptions to reactivate (checklist follows)",
+    "reactivate_azure_subscription": "cancelled Azure subscriptions to reactivate (checklist)",
 }
 
 

@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import TextIO
 
 from bot.world import ADMIN, APPROVERS, World
-from simulator.slack.server import SimMessage, render_message
+from simulator.slack.server import SimMessage, SimUser, render_message
+
+RETAINED_ADMIN = "U0GALE"
 
 
 class Printer:
@@ -57,7 +59,13 @@ async def run_demo(
         seed=seed,
         db_path=Path(db_path) if db_path else None,
         timing={"status_edit_interval": "2s"},
+        # One Azure subscription: step 2 cancels it through Resource Manager, step 3 asks to
+        # delete it in the Azure portal 3 days later (the simulated admin does, on that day).
+        tenant={"azure_subscriptions": 1},
     )
+    # The retained Global Administrator is a workspace member too: checklists ping them.
+    world.slack.add_user(SimUser(RETAINED_ADMIN, "gale.global", world.tenant.retained_upn))
+    world.admin_works_azure = True
     if on_world is not None:
         on_world(world)
     try:

@@ -134,6 +134,7 @@ class World:
     service: Service | None = None
     owns_directory: bool = True
     channel: str = CHANNEL  # the progress channel the config names
+    admin_works_azure: bool = False  # the scripted admin deletes/reactivates Azure subscriptions
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -376,6 +377,10 @@ class World:
             async with http.post(f"{base}/delete", ssl=ssl_context) as resp:
                 resp.raise_for_status()
             return
+        if self.admin_works_azure and "Delete the Azure subscription" in text:
+            self.tenant.azure.delete_when_allowed(self.tenant.now, self.tenant.advance)
+        if self.admin_works_azure and "Roll back" in first:
+            self.tenant.azure.reactivate_named(text)
         action = (
             "reactivate" if "Roll back" in first else "cancel" if "Cancel" in first else "delete"
         )

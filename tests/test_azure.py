@@ -42,7 +42,7 @@ async def test_azure_subscriptions_are_cancelled_by_api_after_quorum(make_world:
     await world.vote(users, APPROVERS[0])
     await world.vote(users, APPROVERS[1])
     request = await world.wait_request("cancel_subscriptions")
-    assert "Azure subscriptions to cancel through Azure Resource Manager" in str(request.blocks)
+    assert "cancelled by the bot through Azure Resource Manager" in str(request.blocks)
     await world.vote(request, APPROVERS[0])
     await world.slack.wait_for(lambda _: "Approvals: 1/2" in world.status_text())
     assert arm_cancels(world) == []

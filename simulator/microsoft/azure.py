@@ -149,6 +149,40 @@ class AzureEstate:
         sub["state"] = "Deleted"
         return sub
 
+    def reactivate(self, sid: str) -> dict[str, Any]:
+        """The admin reactivates a cancelled subscription: in the Azure portal for pay-as-you-go,
+        through Microsoft support within 90 days for other offers (MicrosoftDocs/azure-docs
+        articles/cost-management-billing/manage/cancel-azure-subscription.md, "Reactivate a
+        subscription"); a deleted one cannot come back."""
+        sub = self.find(sid)
+        if sub is None:
+            raise KeyError(sid)
+        if sub["state"] == "Deleted":
+            raise AzureRefused(f"Azure subscription {sid} is deleted: it cannot be reactivated.")
+        sub["state"] = "Enabled"
+        self.cancelled_at.pop(sid, None)
+        return sub
+
+    def delete_when_allowed(
+        self, now: Callable[[], dt.datetime], advance: Callable[[float], None]
+    ) -> None:
+        """A simulated admin deletes each cancelled subscription in the Azure portal on the day
+        Azure allows it, the tenant's clock moved on to that day (timings compressed)."""
+        for sub in self.subscriptions:
+            when = self.deletable_from(str(sub["subscriptionId"]))
+            if sub["state"] != "Disabled" or when is None:
+                continue
+            wait = (when - now()).total_seconds()
+            if wait > 0:
+                advance(wait + 60)
+            self.delete(str(sub["subscriptionId"]))
+
+    def reactivate_named(self, text: str) -> None:
+        """A simulated admin reactivates each cancelled subscription a checklist names."""
+        for sub in self.subscriptions:
+            if sub["state"] == "Disabled" and str(sub["subscriptionId"]) in text:
+                self.reactivate(str(sub["subscriptionId"]))
+
 
 def arm_error(status: int, code: str, message: str) -> tuple[int, dict[str, Any]]:
     return status, {"error": {"code": code, "message": message}}
