@@ -59,9 +59,14 @@ async def run_demo(
         seed=seed,
         db_path=Path(db_path) if db_path else None,
         timing={"status_edit_interval": "2s"},
-        # One Azure subscription: step 2 cancels it through Resource Manager, step 3 asks to
-        # delete it in the Azure portal 3 days later (the simulated admin does, on that day).
-        tenant={"azure_subscriptions": 1},
+        # Two Azure subscriptions: step 2 cancels the first through Resource Manager, step 3
+        # asks to delete them in the Azure portal 3 days later (the admin does, on that day).
+        tenant={"azure_subscriptions": 2},
+    )
+    # The second still holds a storage account: Resource Manager refuses to cancel it, so step
+    # 2's checklist names the resource, and the simulated admin removes it and cancels by hand.
+    world.tenant.azure.add_resource(
+        str(world.tenant.azure.subscriptions[1]["subscriptionId"]), "stcontosologs"
     )
     # The retained Global Administrator is a workspace member too: checklists ping them.
     world.slack.add_user(SimUser(RETAINED_ADMIN, "gale.global", world.tenant.retained_upn))

@@ -20,6 +20,7 @@ import aiohttp
 from bot.config import Settings, load_settings
 from bot.doctor import BOT_SCOPES
 from bot.service import Service, start_service
+from simulator.microsoft import portal
 from simulator.microsoft.graph_data import DEFAULT_APP_ROLES
 from simulator.microsoft.server import MicrosoftSimulator, SimTenant
 from simulator.slack.server import (
@@ -384,6 +385,8 @@ class World:
         action = (
             "reactivate" if "Roll back" in first else "cancel" if "Cancel" in first else "delete"
         )
+        if self.admin_works_azure and action == "cancel":  # resources removed, then cancelled
+            portal.cancel_named(self.tenant.azure, text, self.tenant.now())
         for sub_id in GUID_IN_PARENS.findall(text):
             async with http.post(
                 f"{base}/subscriptions/{sub_id}/{action}", ssl=ssl_context

@@ -10,7 +10,8 @@ from tests.test_rehearsal import run_cli
 
 async def test_the_demo_closes_its_tenant_and_shows_what_people_see(tmp_path: Path) -> None:
     """The demo exits 0 with the tenant closed, and its channel shows what issues 11 and 13
-    added: step 1's data that dies, the Azure subscription's 3-day delete line, the retained
+    added: step 1's data that dies, an Azure subscription's resources named before it can be
+    cancelled, the Azure subscriptions' 3-day delete lines, the retained
     admin pinged on a checklist, each request's inventory file and the closing summary."""
     code, out, err = await run_cli("demo", "--users", "30", cwd=tmp_path)
     assert code == 0, out + err
@@ -19,6 +20,7 @@ async def test_the_demo_closes_its_tenant_and_shows_what_people_see(tmp_path: Pa
         "Data that dies with the tenant",
         "Approving this step confirms the data is backed up.",
         "Delete the Azure subscription",
+        "which Azure Resource Manager requires removed before it cancels it: stcontosologs",
         "(3 days after cancelling)",
         "this checklist is yours",
         "plan-delete_users-",
