@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import messages
 from bot.config import Settings
+from bot.doctor_lines import Line as Line
+from bot.doctor_lines import app_setup_line, retained_lines
 from bot.microsoft import tenant as ms
 from bot.microsoft.graph import GraphError
 from bot.microsoft.permissions import OPTIONAL_ROLES as OPTIONAL_ROLES
@@ -36,15 +36,6 @@ BOT_SCOPES: tuple[str, ...] = (
     "channels:read",
     "groups:read",
 )
-
-
-@dataclass(frozen=True)
-class Line:
-    subject: str
-    check: str
-    ok: bool
-    detail: str
-    fix: str = ""
 
 
 async def check_slack(client: AsyncWebClient, settings: Settings) -> list[Line]:
@@ -182,27 +173,8 @@ async def check_tenant(tenant: ms.Tenant) -> list[Line]:
             )
         )
         lines.append(await _directory_role(tenant))
-        setup = await ms.app_setup(tenant)
-        lines.append(
-            Line(
-                name,
-                "app setup",
-                True,
-                messages.app_setup(setup.multi_tenant, setup.home_tenant_id),
-            )
-        )
-        admins = await ms.global_admins(tenant)
-        for upn in tenant.settings.retain:
-            ok = upn.lower() in admins
-            lines.append(
-                Line(
-                    name,
-                    f"retained {upn}",
-                    ok,
-                    "active Global Administrator" if ok else "not an active Global Administrator",
-                    "Roles & admins > Global Administrator > add an active assignment",
-                )
-            )
+        lines.append(app_setup_line(name, await ms.app_setup(tenant)))
+        lines += await retained_lines(tenant)
     except (GraphError, ms.StepError, TokenError) as exc:
         lines.append(Line(name, "graph", False, str(exc), "see the error"))
     lines += await _subscription_apis(tenant)

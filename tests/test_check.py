@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+from bot import doctor
+from bot.microsoft.tenant import GLOBAL_ADMIN_ROLE
 from bot.world import World
 from simulator.microsoft.graph_data import DEFAULT_APP_ROLES
 from simulator.slack.server import SimUser
@@ -145,3 +147,58 @@ async def test_check_says_who_checklists_will_ping(make_world: MakeWorld) -> Non
     result = await run_check(world)
     line = next(ln for ln in result.stdout.splitlines() if "checklist ping" in ln)
     assert result.returncode == 0 and "@gale.global (U0GALE)" in line
+
+
+def set_retain(world: World, *entries: str) -> None:
+    """Rewrite the config's `retain` (as an admin would edit it)."""
+    text = world.config_path.read_text()
+    old = f'retain = ["{world.tenant.retained_upn}"]'
+    assert old in text
+    world.config_path.write_text(text.replace(old, f"retain = {list(entries)!r}".replace("'", '"')))
+
+
+async def test_a_retained_admin_named_by_object_id_passes(make_world: MakeWorld) -> None:
+    """A `retain` entry holding the admin's object ID is resolved as step 1 resolves it and
+    passes as an active Global Administrator, named with its UPN."""
+    world = await make_world(start=False)
+    admin = world.tenant.retained_user
+    assert admin is not None
+    set_retain(world, admin["id"].upper())
+    result = await run_check(world)
+    assert result.returncode == 0, result.stdout + result.stderr
+    line = next(ln for ln in result.stdout.splitlines() if f"retained {admin['id'].upper()}" in ln)
+    assert world.tenant.retained_upn in line and "active Global Administrator" in line
+    assert " ok " in f" {line} "
+
+
+async def test_two_retained_entries_fail_with_keep_exactly_one(make_world: MakeWorld) -> None:
+    """Two `retain` entries, both active Global Administrators, are one FAIL line saying
+    Microsoft needs exactly one left, with the fix; each account is still checked."""
+    world = await make_world(start=False, users=4)
+    second = next(u for u in world.tenant.users.values() if u is not world.tenant.retained_user)
+    world.tenant.roles[second["id"]] = {GLOBAL_ADMIN_ROLE}
+    set_retain(world, world.tenant.retained_upn, second["id"])
+    result = await run_check(world)
+    assert result.returncode == 1
+    lines = failing(result.stdout)
+    assert len(lines) == 1, result.stdout
+    assert "retained accounts" in lines[0] and "exactly one" in lines[0]
+    assert "keep exactly one account in `retain`" in lines[0]
+    assert f"{second['id']} ({second['userPrincipalName']})" in result.stdout
+
+
+async def test_an_app_without_a_service_principal_is_not_consented(make_world: MakeWorld) -> None:
+    """When Graph shows neither the bot's application nor its service principal in the
+    tenant, check says "not consented" and FAILs with the fix (grant admin consent), instead
+    of calling it a single-tenant app."""
+    world = await make_world(users=3)
+    assert world.service is not None
+    tenant = world.service.core.tenants[world.tenant.name]
+    await tenant.graph.tokens.token()  # the token was issued while the app was consented
+    app, sp = world.tenant.bot_application, world.tenant.bot_service_principal
+    assert app is not None and sp is not None
+    app["appId"] = sp["appId"] = "99999999-0000-4000-8000-000000000000"  # gone from this tenant
+    line = next(ln for ln in await doctor.check_tenant(tenant) if ln.check == "app setup")
+    assert not line.ok
+    assert line.detail == "not consented (no service principal for the app in this tenant)"
+    assert "admin consent" in line.fix

@@ -75,8 +75,10 @@ def past_point_of_no_return(tenant: str) -> str:
 # --- step 5: Microsoft's preconditions and the bot's own access ------------------------------
 
 
-def app_setup(multi_tenant: bool, home_tenant_id: str | None) -> str:
+def app_setup(multi_tenant: bool, home_tenant_id: str | None, *, consented: bool = True) -> str:
     """`check`'s line on where the bot's own app is registered."""
+    if not consented:
+        return "not consented (no service principal for the app in this tenant)"
     if multi_tenant:
         return f"multi-tenant (service principal only; application in tenant {home_tenant_id})"
     return "single-tenant (application in this tenant)"

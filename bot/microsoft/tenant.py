@@ -156,6 +156,12 @@ class AppSetup:
     def multi_tenant(self) -> bool:
         return self.application is None and self.service_principal is not None
 
+    @property
+    def consented(self) -> bool:
+        """The app has a service principal here (admin consent creates it); without one it is
+        neither setup, and no call the bot makes in this tenant can work."""
+        return self.service_principal is not None
+
 
 async def app_setup(tenant: Tenant) -> AppSetup:
     """The bot's own application object and service principal in this tenant."""
