@@ -3,8 +3,16 @@ strength), says why each changes, and leaves the retained administrator's MFA as
 
 from __future__ import annotations
 
+import ssl
+from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
+import pytest
+
+from bot.microsoft import tenant as ms
+from bot.microsoft.steps import disable_mfa
+from bot.microsoft.steps.base import StepContext
 from bot.microsoft.steps.disable_mfa import requires_mfa
 from bot.world import World
 from simulator.microsoft.graph_settings import add_strength_policy
@@ -62,3 +70,58 @@ async def test_step_4_disables_strength_policies_and_spares_the_retained_admin(
     assert not [p for p in patched if admin in p]
     request = world.requests("disable_mfa")[0]
     assert "requires the authentication strength Phishing-resistant MFA" in str(request.blocks)
+
+
+def test_a_strength_that_satisfies_no_mfa_does_not_require_mfa() -> None:
+    """A strength whose requirementsSatisfied is `none` (or a future value) requires no MFA;
+    `mfa` does, and so does a strength returned without the field."""
+    assert requires_mfa(policy([], {"id": "x", "requirementsSatisfied": "none"})) is None
+    assert (
+        requires_mfa(policy([], {"id": "x", "requirementsSatisfied": "unknownFutureValue"})) is None
+    )
+    assert requires_mfa(policy([], {"id": "x", "requirementsSatisfied": "mfa"})) is not None
+    assert requires_mfa(policy([], {"id": "x"})) is not None
+    both = policy(
+        ["mfa"], {"id": "x", "displayName": "Password only", "requirementsSatisfied": "none"}
+    )
+    assert requires_mfa(both) == "requires MFA"
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def test_step_4_leaves_a_policy_whose_strength_grants_no_mfa_alone(
+    make_world: MakeWorld, http: aiohttp.ClientSession
+) -> None:
+    """Step 4 plans and disables a policy whose authentication strength grants the MFA claim,
+    and neither plans nor touches one whose custom strength satisfies `none`."""
+    world = await make_world(users=3)
+    mfa = add_strength_policy(world.tenant, "Admins: phishing-resistant sign-in")
+    none = add_strength_policy(
+        world.tenant,
+        "Kiosks: password and terms",
+        strength="11111111-2222-4333-8444-555555555555",
+        requirements="none",
+        strength_name="Password only",
+    )
+    assert world.service is not None
+    tenant = world.service.core.tenants[world.tenant.name]
+    org = await ms.organization(tenant)
+    ssl_context = ssl.create_default_context(cafile=world.microsoft.ca_file)
+    ctx = StepContext(tenant=tenant, session=http, ssl_context=ssl_context, org=org)
+    plan = await disable_mfa.STEP.plan(ctx)
+    planned = {i.id for i in plan.of_kind("ca_policy")}
+    assert mfa in planned and none not in planned
+
+    async def noop(done: int, total: int) -> None:
+        return None
+
+    await disable_mfa.STEP.execute(ctx, plan, noop, 0)
+    policies = world.tenant.ca_policies
+    assert policies[mfa]["state"] == "disabled"
+    assert policies[none]["state"] == "enabled"
+    assert policies[none]["modifiedDateTime"] == policies[none]["createdDateTime"]
+    assert await disable_mfa.STEP.verify(ctx, plan) == []

@@ -152,9 +152,14 @@ def get_security_defaults(tenant: SimTenant, caller: Caller, req: GraphRequest) 
 
 
 def patch_organization(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
-    """The organization update, documented in v1.0 (microsoftgraph/microsoft-graph-docs-contrib
-    api-reference/v1.0/api/organization-update.md: PATCH /organization/{id}, Application
-    Organization.ReadWrite.All, 204). The bot sends only onPremisesSyncEnabled: false. Beta is
+    """Sync off through the v1.0 organization update: MicrosoftDocs/microsoft-365-docs
+    microsoft-365/enterprise/turn-off-directory-synchronization.md runs Update-MgOrganization
+    (the v1.0 Microsoft.Graph module, not Update-MgBetaOrganization) with
+    `onPremisesSyncEnabled = $false` (scope Organization.ReadWrite.All), and warns that sync
+    cannot be turned back on for 72 hours. The request itself (PATCH /organization/{id}, the
+    tenant ID, 204 No Content) is microsoftgraph/microsoft-graph-docs-contrib
+    api-reference/v1.0/api/organization-update.md, whose body table does not list
+    onPremisesSyncEnabled. The bot sends only onPremisesSyncEnabled: false. Beta is
     refused here (strictest plausible): a preview version is no contract for a destructive
     write the bot makes, so a bot that still PATCHes beta is caught by the tests."""
     if req.version != "v1.0":
@@ -181,9 +186,12 @@ def patch_security_defaults(tenant: SimTenant, caller: Caller, req: GraphRequest
 
 
 # The built-in authentication strengths (microsoftgraph/microsoft-graph-docs-contrib
-# api-reference/v1.0/resources/authenticationstrengthpolicy.md: policyType builtIn, and
-# requirementsSatisfied "mfa" when the strength grants the MFA claim; a custom strength may
-# satisfy "none"). The IDs are Entra's fixed built-in ones.
+# api-reference/v1.0/resources/authenticationstrengthpolicy.md: policyType builtIn or custom,
+# and requirementsSatisfied "mfa" when the strength grants the MFA claim, "none" when it does
+# not: "may or may not fulfill the requirements to grant an MFA claim"; the example in
+# api-reference/v1.0/api/authenticationstrengthpolicy-get.md is the built-in
+# 00000000-0000-0000-0000-000000000004, requirementsSatisfied "mfa"). The IDs are Entra's
+# fixed built-in ones.
 AUTH_STRENGTHS: dict[str, dict[str, Any]] = {
     "00000000-0000-0000-0000-000000000002": {
         "displayName": "Multifactor authentication",
@@ -215,11 +223,16 @@ def add_strength_policy(
     state: str = "enabled",
     strength: str = "00000000-0000-0000-0000-000000000004",
     requirements: str = "mfa",
+    strength_name: str = "Custom strength",
 ) -> str:
-    """A conditional access policy that requires MFA through an authentication strength alone
-    (no `mfa` in builtInControls): conditionalAccessGrantControls.authenticationStrength
-    (api-reference/v1.0/resources/conditionalaccessgrantcontrols.md), the strength as Graph
-    returns it with the policy. Returns the policy's ID."""
+    """A conditional access policy whose only grant control is an authentication strength (no
+    `mfa` in builtInControls). The strength is the grant controls' `authenticationStrength`
+    relationship, an authenticationStrengthPolicy (learn.microsoft.com/graph/api/resources/
+    conditionalaccessgrantcontrols, v1.0, Relationships; the stored copy of
+    api-reference/v1.0/resources/conditionalaccessgrantcontrols.md predates it), returned with
+    the policy as Graph does. A custom strength (`strength` not built in) is named
+    `strength_name` and satisfies `requirements`: "mfa" or "none" (a strength that grants no
+    MFA claim). Returns the policy's ID."""
     if state not in _CA_STATES:
         raise ValueError(f"unknown conditional access state {state!r}")
     stamp = iso(tenant.now())
@@ -229,7 +242,7 @@ def add_strength_policy(
         "id": strength,
         "createdDateTime": stamp,
         "modifiedDateTime": stamp,
-        "displayName": (builtin or {}).get("displayName", "Custom strength"),
+        "displayName": (builtin or {}).get("displayName", strength_name),
         "description": None,
         "policyType": "builtIn" if builtin else "custom",
         "requirementsSatisfied": requirements,

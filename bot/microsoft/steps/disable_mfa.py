@@ -30,16 +30,22 @@ def _requirements(user_id: str) -> str:
 
 def requires_mfa(policy: dict[str, Any]) -> str | None:
     """Why a conditional access policy requires MFA, or None. Its grant controls require MFA
-    through the built-in `mfa` control or through an authentication strength (a policy may
-    carry either: microsoftgraph/microsoft-graph-docs-contrib api-reference/v1.0/resources/
-    conditionalaccessgrantcontrols.md, authenticationStrength; every built-in strength grants
-    the MFA claim, authenticationstrengthpolicy.md requirementsSatisfied)."""
+    through the built-in `mfa` control, or through an authentication strength that grants the
+    MFA claim. The strength is the grant controls' `authenticationStrength` relationship, an
+    authenticationStrengthPolicy (learn.microsoft.com/graph/api/resources/
+    conditionalaccessgrantcontrols, v1.0, Relationships), which Graph returns with the policy;
+    its `requirementsSatisfied` is `mfa` or `none`: "An authentication strength may be
+    built-in or custom ... and may or may not fulfill the requirements to grant an MFA claim"
+    (microsoftgraph/microsoft-graph-docs-contrib api-reference/v1.0/resources/
+    authenticationstrengthpolicy.md). A strength that says `none` (or a future value) leaves
+    the policy alone; one returned without `requirementsSatisfied` is taken as MFA, since
+    disabling a policy is undone by a rollback while a missed one keeps MFA on."""
     grant = policy.get("grantControls") or {}
     reasons = []
     if "mfa" in (grant.get("builtInControls") or []):
         reasons.append("requires MFA")
     strength = grant.get("authenticationStrength")
-    if isinstance(strength, dict):
+    if isinstance(strength, dict) and strength.get("requirementsSatisfied", "mfa") == "mfa":
         name = strength.get("displayName") or strength.get("id") or "an authentication strength"
         reasons.append(f"requires the authentication strength {name}")
     return " and ".join(reasons) or None
