@@ -118,7 +118,7 @@ def _arm(pages: list[dict[str, Any]], arm_url: str = ARM) -> tuple[Arm, _Session
 async def test_arm_next_link_is_followed_on_the_arm_host_only() -> None:
     """A nextLink on the configured ARM host over HTTPS is followed to the end; an empty or
     absent one ends the list."""
-    link = f"{ARM}/subscriptions?api-version=2020-01-01&$skiptoken=abc"
+    link = f"{ARM}/subscriptions?api-version=2022-12-01&$skiptoken=abc"
     arm, session = _arm(
         [
             {"value": [{"subscriptionId": "a"}], "nextLink": link},
@@ -127,7 +127,7 @@ async def test_arm_next_link_is_followed_on_the_arm_host_only() -> None:
     )
     assert [s["subscriptionId"] for s in await arm.subscriptions()] == ["a", "b"]
     assert [url for url, _ in session.sent] == [
-        f"{ARM}/subscriptions?api-version=2020-01-01",
+        f"{ARM}/subscriptions?api-version=2022-12-01",
         link,
     ]
 
@@ -135,8 +135,8 @@ async def test_arm_next_link_is_followed_on_the_arm_host_only() -> None:
 @pytest.mark.parametrize(
     ("arm_url", "link"),
     [
-        (ARM, "https://evil.example/subscriptions?api-version=2020-01-01&$skiptoken=x"),
-        (ARM, "http://management.azure.com/subscriptions?api-version=2020-01-01&$skiptoken=x"),
+        (ARM, "https://evil.example/subscriptions?api-version=2022-12-01&$skiptoken=x"),
+        (ARM, "http://management.azure.com/subscriptions?api-version=2022-12-01&$skiptoken=x"),
         (ARM, "https://management.azure.com.evil.example/subscriptions?$skiptoken=x"),
         ("https://127.0.0.1:8443/arm", "https://127.0.0.1:8443/v1.0/users?$skiptoken=x"),
         ("https://127.0.0.1:8443/arm", "https://127.0.0.1:8443/armx/subscriptions?$skiptoken=x"),
@@ -151,12 +151,12 @@ async def test_arm_next_link_elsewhere_is_an_error_and_nothing_is_sent(
     with pytest.raises(ArmError) as info:
         await arm.subscriptions()
     assert info.value.code == "foreignLink"
-    assert [url for url, _ in session.sent] == [f"{arm_url}/subscriptions?api-version=2020-01-01"]
+    assert [url for url, _ in session.sent] == [f"{arm_url}/subscriptions?api-version=2022-12-01"]
 
 
 async def test_arm_next_link_loop_is_an_error() -> None:
     """ARM answering the same nextLink twice ends the listing with an error, not a loop."""
-    link = f"{ARM}/subscriptions?api-version=2020-01-01&$skiptoken=same"
+    link = f"{ARM}/subscriptions?api-version=2022-12-01&$skiptoken=same"
     page = {"value": [{"subscriptionId": "a"}], "nextLink": link}
     arm, session = _arm([page, page, page])
     with pytest.raises(ArmError, match="nextLink"):

@@ -38,7 +38,9 @@ from bot.microsoft.graph import retry_after
 from bot.microsoft.learned import Learned
 from bot.microsoft.tokens import MsalTokens
 
-LIST_API = "2020-01-01"
+# The version of the spec the listing follows (Microsoft.Resources/stable/2022-12-01/
+# subscriptions.json, Subscriptions_List).
+LIST_API = "2022-12-01"
 CANCEL_API = "2021-10-01"
 RESOURCES_API = "2022-12-01"
 ACTIVE_STATES = frozenset({"Enabled", "PastDue", "Warned"})

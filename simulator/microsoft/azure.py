@@ -48,7 +48,9 @@ from typing import Any
 from urllib.parse import urlencode
 
 ARM_RESOURCES = ("https://management.azure.com", "https://management.core.windows.net")
-LIST_API = "2020-01-01"
+# Subscriptions_List as Microsoft.Resources/stable/2022-12-01/subscriptions.json documents it;
+# another api-version is refused (strictest plausible: the simulator follows this one spec).
+LIST_API = "2022-12-01"
 CANCEL_API = "2021-10-01"
 RESOURCES_API = "2022-12-01"
 ACTIVE_STATES = frozenset({"Enabled", "PastDue", "Warned"})
@@ -205,6 +207,10 @@ def handle(
             "The api-version query parameter (?api-version=) is required for all requests.",
         )
     if method == "GET" and segments == ["subscriptions"]:
+        if version != LIST_API:
+            return arm_error(
+                400, "InvalidApiVersionParameter", f"The api-version '{version}' is invalid."
+            )
         visible = estate.subscriptions if estate.app_is_owner else []
         token = query.get("$skiptoken", "0")
         if not token.isdigit() or int(token) > len(visible):
