@@ -53,6 +53,7 @@ KIND_LABEL = {
     "application": "app registrations",
     "service_principal": "enterprise applications (service principals)",
     "deleted_application": "soft-deleted app registrations to purge (irreversible)",
+    "deleted_service_principal": "soft-deleted enterprise applications to purge (irreversible)",
     "own_application": "the bot's own app registration (deleted last)",
     "own_service_principal": "the bot's own enterprise application (deleted last)",
     "disable_sync": "directory synchronization to turn off (Microsoft can take up to 72 h)",

@@ -369,9 +369,9 @@ class World:
         ssl_context = ssl.create_default_context(cafile=self.microsoft.ca_file)
         first = text.split("\n")[0]
         if "Delete the directory" in first:
-            for object_id in GUID_IN_PARENS.findall(text):  # the bot's own deleted application
+            for object_id in GUID_IN_PARENS.findall(text):  # the bot's own deleted app or SP
                 async with http.post(
-                    f"{base}/purge-application", json={"id": object_id}, ssl=ssl_context
+                    f"{base}/purge-deleted", json={"id": object_id}, ssl=ssl_context
                 ) as resp:
                     if resp.status not in (200, 409):
                         resp.raise_for_status()

@@ -143,7 +143,8 @@ async def test_multi_tenant_app_removes_its_service_principal_last(
     make_world: MakeWorld, http: aiohttp.ClientSession
 ) -> None:
     """A multi-tenant app (registered in a partner's tenant) has only a service principal here:
-    the plan says so, it goes last, and the tenant then passes Microsoft's checks."""
+    the plan says so, it goes last, and once the admin purges it the tenant passes Microsoft's
+    checks."""
     world = await make_world(users=3, tenant={"app_home_tenant_id": PARTNER})
     tenant = world.tenant
     assert tenant.bot_application is None
@@ -163,6 +164,8 @@ async def test_multi_tenant_app_removes_its_service_principal_last(
     await step5.STEP.execute(ctx, plan, noop, 0)
     assert writes(world)[-1] == f"DELETE /v1.0/servicePrincipals/{own_sp['id']}"
     assert tenant.bot_service_principal is None
+    assert list(tenant.deleted_service_principals) == [own_sp["id"]]  # on the checklist
+    tenant.purge_service_principal(own_sp["id"])
     assert tenant.deletion_blockers() == []
 
 
@@ -186,6 +189,8 @@ async def test_simulator_refuses_tenant_deletion_until_preconditions_met(
     assert any("cannot be deleted are still enabled" in r for r in reasons)
     for app_id in list(tenant.deleted_applications):
         tenant.purge_application(app_id)
+    for sp_id in list(tenant.deleted_service_principals):
+        tenant.purge_service_principal(sp_id)
     for sp_id in tenant.undeletable_sps:
         tenant.service_principals[sp_id]["accountEnabled"] = False
     assert tenant.deletion_blockers() == []

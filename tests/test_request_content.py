@@ -134,7 +134,10 @@ async def test_step_5_lists_every_app_and_service_principal_the_bots_own_last(
     assert rows[-1]["kind"] == "own_application" and rows[-1]["id"] == own_app["id"]
     assert {r["id"] for r in rows if r["kind"] == "service_principal"} == {s["id"] for s in sps}
     spared = next(r for r in rows if r["kind"] == "service_principal")
-    assert spared["action"] == "deleted (disabled instead if Microsoft refuses the delete)"
+    assert spared["action"] == (
+        "deleted, then purged from the recycle bin (disabled instead if Microsoft refuses the"
+        " delete)"
+    )
 
 
 async def test_step_4_says_why_each_setting_changes(make_world: MakeWorld) -> None:

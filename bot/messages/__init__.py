@@ -8,6 +8,7 @@ from bot.messages.files import *  # noqa: F403
 from bot.messages.persist import *  # noqa: F403
 from bot.messages.pings import *  # noqa: F403
 from bot.messages.plancmd import *  # noqa: F403
+from bot.messages.recyclebin import *  # noqa: F403
 from bot.messages.replies import *  # noqa: F403
 from bot.messages.requests import *  # noqa: F403
 from bot.messages.slack import *  # noqa: F403

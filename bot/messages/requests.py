@@ -65,9 +65,13 @@ _ACTIONS = {
     "ca_policy": "turned off (state: disabled)",
     "per_user_mfa": "per-user MFA turned off",
     "application": "deleted, then purged from the recycle bin",
-    "service_principal": "deleted (disabled instead if Microsoft refuses the delete)",
+    "service_principal": (
+        "deleted, then purged from the recycle bin (disabled instead if Microsoft refuses the"
+        " delete)"
+    ),
     "deleted_user": "purged from the recycle bin (irreversible)",
     "deleted_application": "purged from the recycle bin (irreversible)",
+    "deleted_service_principal": "purged from the recycle bin (irreversible)",
     "own_application": "deleted last: the bot's own access ends here",
     "own_service_principal": "deleted last: the bot's own access ends here",
     "restore_user": "restored from the recycle bin",
@@ -88,6 +92,7 @@ _TITLES = {
     "application": "App registrations",
     "service_principal": "Enterprise applications (service principals)",
     "deleted_application": "Soft-deleted app registrations",
+    "deleted_service_principal": "Soft-deleted enterprise applications",
     "deleted_user": "Soft-deleted users",
     "own_application": "The bot's own app registration",
     "own_service_principal": "The bot's own enterprise application",

@@ -151,7 +151,14 @@ REQUIRED_ROLES: tuple[Need, ...] = (
     ),
     Need(
         _STEP5,
-        "purge deleted users and applications",
+        "list deleted service principals",
+        "GET",
+        "directory/deletedItems/microsoft.graph.servicePrincipal",
+        _APP_READ,
+    ),
+    Need(
+        _STEP5,
+        "purge deleted users, applications and service principals",
         "DELETE",
         "directory/deletedItems/{id}",
         tuple(f"{user} + Application.ReadWrite.All" for user in _DELETE_RESTORE),

@@ -58,6 +58,11 @@ _TABLE: list[tuple[str, frozenset[str], dict[str, Handler]]] = [
         {"GET": directory.list_deleted_apps},
     ),
     (
+        "directory/deletedItems/microsoft.graph.servicePrincipal",
+        _BOTH,
+        {"GET": directory.list_deleted_sps},
+    ),
+    (
         "directory/deletedItems/{id}",
         _BOTH,
         {"GET": directory.get_deleted, "DELETE": directory.purge_deleted},

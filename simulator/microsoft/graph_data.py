@@ -137,6 +137,13 @@ class SimTenant:
         # microsoftgraph/microsoft-graph-docs-contrib api-reference/v1.0/api/application-delete.md,
         # listed by directory-deleteditems-list.md (microsoft.graph.application cast).
         self.deleted_applications: dict[str, dict[str, Any]] = {}
+        # Deleted service principals stay in the recycle bin too, until purged (or 30 days):
+        # microsoftgraph/microsoft-graph-docs-contrib api-reference/v1.0/api/directory-deleteditems-
+        # list.md (microsoft.graph.servicePrincipal cast) and directory-deleteditems-delete.md
+        # (servicePrincipal can be purged). An app registration's service principal is deleted
+        # and restored with it (MicrosoftDocs/entra-docs docs/identity/enterprise-apps/
+        # restore-application.md), so it is listed here and purged with its application.
+        self.deleted_service_principals: dict[str, dict[str, Any]] = {}
         # Service principals that answer 403 to DELETE but accept accountEnabled false.
         self.undeletable_sps: set[str] = set()
         # None: the bot's app is registered here (single-tenant). A tenant id: a multi-tenant app
@@ -195,6 +202,9 @@ class SimTenant:
         for app_id, app in list(self.deleted_applications.items()):
             if now >= dt.datetime.fromisoformat(app["deletedDateTime"]) + SOFT_DELETE_RETENTION:
                 del self.deleted_applications[app_id]
+        for sp_id, sp in list(self.deleted_service_principals.items()):
+            if now >= dt.datetime.fromisoformat(sp["deletedDateTime"]) + SOFT_DELETE_RETENTION:
+                del self.deleted_service_principals[sp_id]
 
     def guid(self) -> str:
         """A GUID from the tenant's seeded generator, so a seed gives the same tenant."""
@@ -327,12 +337,23 @@ class SimTenant:
                 self.delete_service_principal(sp_id)
 
     def purge_application(self, object_id: str) -> None:
-        """Permanently delete an app registration from the recycle bin."""
-        del self.deleted_applications[object_id]
+        """Permanently delete an app registration from the recycle bin, with the service
+        principal deleted along with it."""
+        app = self.deleted_applications.pop(object_id)
+        for sp_id, sp in list(self.deleted_service_principals.items()):
+            if sp["appId"] == app["appId"]:
+                del self.deleted_service_principals[sp_id]
 
     def delete_service_principal(self, object_id: str) -> None:
-        del self.service_principals[object_id]
+        """Delete an enterprise application: it goes to the recycle bin with the same id."""
+        sp = self.service_principals.pop(object_id)
         self.roles.pop(object_id, None)
+        sp["deletedDateTime"] = iso(self.now())
+        self.deleted_service_principals[object_id] = sp
+
+    def purge_service_principal(self, object_id: str) -> None:
+        """Permanently delete a service principal from the recycle bin."""
+        del self.deleted_service_principals[object_id]
 
     # -- admin-center actions ------------------------------------------------------------------
 
@@ -421,6 +442,15 @@ class SimTenant:
                 f"{len(self.deleted_applications)} deleted app registrations must be permanently"
                 f" deleted first: {names}."
             )
+        if self.deleted_service_principals:
+            # Not said in so many words by directory-delete-howto.md ("No applications are in
+            # the organization"); the strictest reading, as for deleted app registrations: an
+            # enterprise application in the recycle bin still blocks until purged.
+            names = ", ".join(sp["displayName"] for sp in self.deleted_service_principals.values())
+            reasons.append(
+                f"{len(self.deleted_service_principals)} deleted enterprise applications must be"
+                f" permanently deleted first: {names}."
+            )
         enabled = [
             sp
             for sp_id, sp in self.service_principals.items()
@@ -469,6 +499,7 @@ class SimTenant:
             "subscription_counts": statuses,
             "applications": len(self.applications),
             "deleted_applications": len(self.deleted_applications),
+            "deleted_service_principals": len(self.deleted_service_principals),
             "service_principals": len(self.service_principals),
             "microsoft_service_principals": microsoft_sps,
             "security_defaults_enabled": self.security_defaults_enabled,

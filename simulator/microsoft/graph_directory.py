@@ -151,6 +151,26 @@ def list_deleted_apps(tenant: SimTenant, caller: Caller, req: GraphRequest) -> G
     return ok(body)
 
 
+def list_deleted_sps(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
+    """GET /directory/deletedItems/microsoft.graph.servicePrincipal (microsoftgraph/
+    microsoft-graph-docs-contrib api-reference/v1.0/api/directory-deleteditems-list.md)."""
+    if "$expand" in req.query:
+        raise bad_request("Unsupported query.", "Request_UnsupportedQuery")
+    items = apply_filter(
+        list(tenant.deleted_service_principals.values()),
+        req.query,
+        "servicePrincipal",
+        {"appId", "displayName", "id", "appOwnerOrganizationId"},
+    )
+    body = page(
+        items,
+        req,
+        context="directoryObjects/microsoft.graph.servicePrincipal",
+        entity_type="servicePrincipal",
+    )
+    return ok(body)
+
+
 def _deleted_or_404(tenant: SimTenant, object_id: str) -> dict[str, Any]:
     user = tenant.deleted_users.get(object_id)
     if user is None:
@@ -172,14 +192,20 @@ def get_deleted(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphRe
 
 
 def purge_deleted(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
-    """DELETE /directory/deletedItems/{id}: a user or an application (directory-deleteditems-
-    delete.md; each kind's permission is checked here, the table allows either)."""
+    """DELETE /directory/deletedItems/{id}: a user, an application or a service principal
+    (directory-deleteditems-delete.md; each kind's permission is checked here, the table allows
+    either)."""
     object_id = req.segments[2]
-    if object_id in tenant.deleted_applications:
-        if not {"Application.ReadWrite.All", "Application.ReadWrite.OwnedBy"} & caller.roles:
-            raise forbidden()
-        tenant.purge_application(object_id)
-        return no_content()
+    app_kinds = (
+        (tenant.deleted_applications, tenant.purge_application),
+        (tenant.deleted_service_principals, tenant.purge_service_principal),
+    )
+    for store, purge in app_kinds:
+        if object_id in store:
+            if not {"Application.ReadWrite.All", "Application.ReadWrite.OwnedBy"} & caller.roles:
+                raise forbidden()
+            purge(object_id)
+            return no_content()
     _deleted_or_404(tenant, object_id)
     if not {"User.DeleteRestore.All", "User.ReadWrite.All"} & caller.roles:
         raise forbidden()

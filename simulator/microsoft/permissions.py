@@ -206,10 +206,20 @@ TABLE: tuple[Permission, ...] = (
         _DOCS + "v1.0/api/directory-deleteditems-list.md",
         owned_only=("Application.ReadWrite.OwnedBy",),
     ),
-    # v1.0/api/directory-deleteditems-delete.md: "For applications": Application |
-    # Application.ReadWrite.OwnedBy, Application.ReadWrite.All; users (the stored page says "Not
-    # supported"; whats-new-overview.md, Dec 2024: User.DeleteRestore.All least privileged).
-    # One path purges both kinds: the table asks for both, as the bot purges both;
+    # v1.0/api/directory-deleteditems-list.md: servicePrincipal | Application |
+    # Application.Read.All (least; the higher Application permissions read them too).
+    Permission(
+        "GET",
+        "directory/deletedItems/microsoft.graph.servicePrincipal",
+        _APP_READ,
+        _DOCS + "v1.0/api/directory-deleteditems-list.md",
+        owned_only=("Application.ReadWrite.OwnedBy",),
+    ),
+    # v1.0/api/directory-deleteditems-delete.md: application and servicePrincipal | Application
+    # | Application.ReadWrite.OwnedBy (least; Application.ReadWrite.All reaches every app);
+    # users (the stored page says "Not supported"; whats-new-overview.md, Dec 2024:
+    # User.DeleteRestore.All least privileged).
+    # One path purges every kind: the table asks for both, as the bot purges all three;
     # graph_directory.purge_deleted checks each kind's own permission too.
     Permission(
         "DELETE",

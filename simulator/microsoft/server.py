@@ -406,6 +406,17 @@ class MicrosoftSimulator:
                 if body["id"] not in tenant.deleted_applications:
                     raise SimError(f"No deleted application {body['id']}.")
                 tenant.purge_application(body["id"])
+            elif action == "purge-deleted" and isinstance(body.get("id"), str):
+                # What a Global Administrator's checklist asks: an application or a service
+                # principal permanently deleted from the recycle bin (deleted service principals
+                # are not shown in the admin center: Graph Explorer or PowerShell,
+                # MicrosoftDocs/entra-docs docs/identity/enterprise-apps/delete-recover-faq.yml).
+                if body["id"] in tenant.deleted_applications:
+                    tenant.purge_application(body["id"])
+                elif body["id"] in tenant.deleted_service_principals:
+                    tenant.purge_service_principal(body["id"])
+                else:
+                    raise SimError(f"No deleted application or service principal {body['id']}.")
             elif action == "sync" and isinstance(body.get("enabled"), bool):
                 tenant.set_sync(body["enabled"])
             elif action == "advance" and isinstance(body.get("seconds"), int | float):

@@ -41,6 +41,7 @@ PERMISSIONS_MISSING = "permissions_missing"
 OWN_ACCESS_MISSING = "own_access_missing"
 STEP5 = "5 delete directory"
 DELETED_APPS = "/directory/deletedItems/microsoft.graph.application"
+DELETED_SPS = "/directory/deletedItems/microsoft.graph.servicePrincipal"
 
 
 def upn(user: dict[str, Any]) -> str:
@@ -87,27 +88,30 @@ async def _retained_blockers(tenant: Tenant, users: list[dict[str, Any]]) -> lis
     return []
 
 
-async def _azure_blockers(tenant: Tenant) -> list[Blocker]:
-    """Azure subscriptions, active or cancelled, block the deletion (bot.microsoft.azure)."""
+async def _azure_blockers(tenant: Tenant) -> tuple[list[Blocker], str | None]:
+    """Azure subscriptions, active or cancelled, block the deletion (bot.microsoft.azure).
+    Resource Manager lists only those the app holds a role on: when it lists none (or refuses
+    to list), the checklist asks a Global Administrator to confirm none is left
+    (MicrosoftDocs/entra-docs docs/identity/users/directory-delete-howto.md, "Delete an Azure
+    subscription")."""
     blocking = getattr(tenant.arm, "blocking_subscriptions", None) if tenant.arm else None
     if blocking is None:
-        return []
+        return [], messages.azure_confirm_none_line(False)
     try:
         subs = await blocking()
     except (ArmError, TokenError, aiohttp.ClientError) as exc:
-        return [
-            Blocker(
-                AZURE_REMAIN,
-                messages.azure_unknown(
-                    f"The bot cannot list Azure subscriptions ({exc}). Give its app the Owner"
-                    " role on each Azure subscription, or delete them in the Azure portal."
-                ),
-            )
-        ]
+        blocker = Blocker(
+            AZURE_REMAIN,
+            messages.azure_unknown(
+                f"The bot cannot list Azure subscriptions ({exc}). Give its app the Owner"
+                " role on each Azure subscription, or delete them in the Azure portal."
+            ),
+        )
+        return [blocker], messages.azure_confirm_none_line(True)
     if not subs:
-        return []
+        return [], messages.azure_confirm_none_line(False)
     names = [str(s.get("displayName") or s.get("subscriptionId")) for s in subs]
-    return [Blocker(AZURE_REMAIN, messages.azure_subscriptions_remain(names))]
+    return [Blocker(AZURE_REMAIN, messages.azure_subscriptions_remain(names))], None
 
 
 async def _permission_blockers(tenant: Tenant) -> list[Blocker]:
@@ -149,13 +153,15 @@ class DeleteDirectory(Step):
                     " first).",
                 )
             )
-        blockers += await _azure_blockers(tenant)
+        azure, azure_line = await _azure_blockers(tenant)
+        blockers += azure
         setup = await app_setup(tenant)
         own_id = tenant.settings.client_id
         if setup.service_principal is None:
             blockers.append(Blocker(OWN_ACCESS_MISSING, messages.own_access_missing(own_id)))
         deleted = await graph.get_all("/directory/deletedItems/microsoft.graph.user?$top=999")
         deleted_apps = await graph.get_all(f"{DELETED_APPS}?$top=999")
+        deleted_sps = await graph.get_all(f"{DELETED_SPS}?$top=999")
         apps = await graph.get_all("/applications")
         sps = await graph.get_all("/servicePrincipals")
         domains = await graph.get_all("/domains")
@@ -175,6 +181,14 @@ class DeleteDirectory(Step):
             Item("deleted_application", str(a["id"]), str(a.get("displayName", "")))
             for a in deleted_apps
         ]
+        # Deleted enterprise applications are in the recycle bin too and block the deletion
+        # until purged (microsoftgraph/microsoft-graph-docs-contrib api-reference/v1.0/api/
+        # directory-deleteditems-delete.md).
+        items += [
+            Item("deleted_service_principal", str(sp["id"]), str(sp.get("displayName", "")))
+            for sp in deleted_sps
+            if sp.get("appId") != own_id
+        ]
         # A deleted user's name as people know it: Microsoft puts the object ID in front.
         items += [
             Item("deleted_user", str(u["id"]), messages.unprefixed_upn(upn(u), str(u["id"])))
@@ -191,10 +205,19 @@ class DeleteDirectory(Step):
             items.append(Item("own_service_principal", str(sp["id"]), str(sp.get("displayName"))))
         custom = [str(d["id"]) for d in domains if not str(d["id"]).endswith(".onmicrosoft.com")]
         checklist = [messages.unpaid_invoices_line(), messages.self_service_products_line()]
+        if azure_line is not None:
+            checklist.append(azure_line)
         if setup.application is not None:
             checklist.append(
                 messages.purge_own_application_line(
                     str(setup.application.get("displayName")), str(setup.application["id"])
+                )
+            )
+        elif setup.service_principal is not None:  # multi-tenant: its deleted SP stays behind
+            own_sp = setup.service_principal
+            checklist.append(
+                messages.purge_own_service_principal_line(
+                    str(own_sp.get("displayName") or "close-account-bot"), str(own_sp["id"])
                 )
             )
         checklist.append(messages.delete_tenant_line(str(org["display_name"]), tenant.tenant_id))
@@ -220,9 +243,12 @@ class DeleteDirectory(Step):
         tenant = ctx.tenant
         removals = [f"/applications/{i.id}" for i in plan.of_kind("application")]
         removals += [f"/servicePrincipals/{i.id}" for i in plan.of_kind("service_principal")]
+        # Service principals deleted here go to the recycle bin too: purged with the others
+        # (one that could not be deleted, disabled instead, answers 404: counted as done).
+        purged = ("deleted_user", "deleted_service_principal", "deleted_application")
         purges = [
             f"/directory/deletedItems/{i.id}"
-            for i in plan.of_kind("deleted_user", "deleted_application", "application")
+            for i in plan.of_kind(*purged, "application", "service_principal")
         ]
         total = len(removals) + 1 + len(purges) + 1
         if start < len(removals):
