@@ -1,5 +1,6 @@
 """How long the bot waits on Microsoft instead of failing a step: an outage (no answer, 5xx,
-429 after Graph's own retries) and Entra's replicas catching up after a write."""
+429 after Graph's or Partner Center's own retries) and Entra's replicas catching up after a
+write."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import requests
 from bot.config import Settings
 from bot.microsoft.azure import ArmError
 from bot.microsoft.graph import GraphError
+from bot.microsoft.partner import PartnerCenterError
 from bot.microsoft.tenant import StepError
 from bot.microsoft.tokens import TokenError
 from storage.closures import ClosureRow
@@ -32,12 +34,15 @@ log = logging.getLogger("close_account_bot.runner")
 def retry_can_fix(exc: BaseException) -> bool:
     """Whether an error from Microsoft is one that trying again later can fix: Microsoft did
     not answer (a dropped connection, a timeout), answered 5xx, or throttled (429). Graph's
-    own bounded retries were spent already. `throttledTooLong` is not one: after 30 minutes of
-    429s with nothing admitted a person should know (the step fails and says so)."""
+    (and Partner Center's) own bounded retries were spent already. `throttledTooLong` is not
+    one: after 30 minutes of 429s with nothing admitted a person should know (the step fails
+    and says so); nor is a refusal from Partner Center (PartnerCenterRefused, status 409)."""
     if isinstance(exc, GraphError):
         if exc.code == "throttledTooLong":
             return False
         return exc.code == "connectionError" or exc.status == 429 or exc.status >= 500
+    if isinstance(exc, PartnerCenterError):
+        return exc.transient
     if isinstance(exc, ArmError):
         return exc.status in (0, 429) or exc.status >= 500
     if isinstance(exc, TokenError):  # the authority did not answer

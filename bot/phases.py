@@ -20,6 +20,7 @@ from bot.config import Settings
 from bot.microsoft.azure import ArmError
 from bot.microsoft.graph import GraphError
 from bot.microsoft.pacing import WritePacer
+from bot.microsoft.partner import PartnerCenterError
 from bot.microsoft.steps.base import Step
 from bot.microsoft.tenant import StepError
 from bot.microsoft.tokens import TokenError
@@ -74,7 +75,7 @@ class Phases:
             return math.inf  # blocked, rejected, failed: wait for a person
         try:
             delay = await handler(row, step)
-        except (GraphError, ArmError, TokenError) as exc:
+        except (GraphError, ArmError, TokenError, PartnerCenterError) as exc:
             if not retry_can_fix(exc):
                 raise
             return self.patience.outage(row, exc)

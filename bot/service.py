@@ -228,6 +228,7 @@ def build_tenants(
             ssl_context=context,
             network=settings.network,
             learned=learned,
+            backoff_base=graph_backoff,
         )
         tenants[t.name] = Tenant(t, graph, arm, partner)
     return tenants

@@ -12,6 +12,14 @@ Sources (MicrosoftDocs/partner-center-pr, mirrored in kvamseek/partner-center, d
 - api-change-log.md: `CancellationAllowedUntilDate` on the Subscription resource, "Only
   applicable to NCE" (new commerce).
 - error-codes.md: the codes below (the body is `{"code", "description", "data", "source"}`).
+- api-throttling-guidance.md ("API throttling guidance for partners calling Partner Center
+  APIs"): both calls (get-a-subscription-by-id, manage-orders#manage-a-subscription) are in its
+  table of throttled APIs; a throttled call is answered "HTTP/1.1 429 Too Many Requests" with a
+  `Retry-After` header in seconds and the body `{"statusCode": 429, "message": "Rate limit is
+  exceeded. Try again in 57 seconds."}`; the client waits Retry-After, retries, and if throttled
+  again keeps backing off "until it succeeds". `PartnerCenterBook.throttle` models that.
+  The docs say nothing of outages; `PartnerCenterBook.error` answers a bare 503 with no
+  Retry-After (the strictest reading: the client has to choose its own backoff).
 """
 
 from __future__ import annotations
@@ -20,6 +28,8 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
+
+Answer = tuple[int, dict[str, Any], dict[str, str]]  # status, body, headers
 
 # error-codes.md
 NOT_FOUND = 20003  # 404 "Subscription with ID {0} not found."
@@ -59,6 +69,28 @@ def error(status: int, code: int, description: str) -> tuple[int, dict[str, Any]
     return status, {"code": code, "description": description, "data": [], "source": "PartnerAPIs"}
 
 
+@dataclass
+class PartnerFault:
+    """The next `count` Partner Center calls (of `method`, or any) answer `status`."""
+
+    status: int
+    count: int
+    method: str | None
+    retry_after: float | None
+
+    def answer(self) -> Answer:
+        if self.status == 429:
+            # api-throttling-guidance.md, "Error code response"
+            assert self.retry_after is not None
+            seconds = f"{self.retry_after:g}"
+            body = {
+                "statusCode": 429,
+                "message": f"Rate limit is exceeded. Try again in {seconds} seconds.",
+            }
+            return 429, body, {"Retry-After": seconds}
+        return self.status, {"statusCode": self.status, "message": "Service Unavailable"}, {}
+
+
 class PartnerCenterBook:
     """A customer tenant's subscriptions as Partner Center sees them, keyed by the Graph
     subscription's commerceSubscriptionId. Default: new commerce, monthly, renewed two days
@@ -66,6 +98,32 @@ class PartnerCenterBook:
 
     def __init__(self) -> None:
         self._terms: dict[str, PartnerTerms] = {}
+        self._faults: list[PartnerFault] = []
+
+    def throttle(
+        self, count: int = 1, *, retry_after: float = 57.0, method: str | None = None
+    ) -> None:
+        """The next `count` calls (GET or PATCH, or only `method`) are throttled: 429 with
+        Retry-After `retry_after` seconds, as api-throttling-guidance.md shows (57 there)."""
+        self._faults.append(PartnerFault(429, count, method, retry_after))
+
+    def error(self, status: int = 503, count: int = 1, *, method: str | None = None) -> None:
+        """The next `count` calls (or only `method`'s) fail with `status`, no Retry-After."""
+        self._faults.append(PartnerFault(status, count, method, None))
+
+    def recover(self) -> None:
+        """Partner Center answers normally again: pending throttling and errors are dropped."""
+        self._faults.clear()
+
+    def take_fault(self, method: str) -> Answer | None:
+        """The injected answer for this call, if one is pending (the server asks first)."""
+        for fault in self._faults:
+            if fault.method is None or fault.method.upper() == method.upper():
+                fault.count -= 1
+                if fault.count <= 0:
+                    self._faults.remove(fault)
+                return fault.answer()
+        return None
 
     def terms(self, tenant: Any, sub: dict[str, Any]) -> PartnerTerms:
         key = str(sub["commerceSubscriptionId"])

@@ -286,10 +286,15 @@ class MicrosoftSimulator:
         self.requests.append(RequestRecord(self.clock(), method, path, tenant_id, status, batch))
 
     def _json(
-        self, request: web.Request, status: int, body: Any, tenant_id: str | None
+        self,
+        request: web.Request,
+        status: int,
+        body: Any,
+        tenant_id: str | None,
+        extra: dict[str, str] | None = None,
     ) -> web.Response:
         self._record(request.method, request.path_qs, tenant_id, status)
-        headers = {"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"}
+        headers = {"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"} | (extra or {})
         return web.json_response(body, status=status, headers=headers)
 
     async def _arm_entry(self, request: web.Request) -> web.Response:
@@ -326,6 +331,9 @@ class MicrosoftSimulator:
         customer = self.tenants.get(request.match_info["customer"])
         if customer is None or customer.deleted:
             return self._json(request, 404, {"code": 800002, "description": "No customer."}, None)
+        fault = customer.partner_center.take_fault(request.method)  # throttled, or down
+        if fault is not None:
+            return self._json(request, fault[0], fault[1], customer.tenant_id, fault[2])
         sub = request.match_info["sub"]
         if request.method == "GET":
             status, answer = partner_get(customer, partner.tenant_id, sub)
