@@ -573,6 +573,13 @@ async def test_directory_deletion_checks_preconditions_then_the_tenant_is_gone(
         if undeletable:  # disabled instead (directory-delete-howto.md)
             patch = {"accountEnabled": False}
             assert (await graph.call("PATCH", f"/servicePrincipals/{sp['id']}", patch))[0] == 204
+    # Deleted service principals wait in the recycle bin until purged (directory-deleteditems-*).
+    _, _, binned = await graph.call(
+        "GET", "/directory/deletedItems/microsoft.graph.servicePrincipal"
+    )
+    assert binned["value"]
+    for sp in binned["value"]:
+        assert (await graph.call("DELETE", f"/directory/deletedItems/{sp['id']}"))[0] == 204
     _, _, apps = await graph.call("GET", "/applications")
     bot_app = next(a["id"] for a in apps["value"] if a["appId"] == tenant.client_id)
     for app in apps["value"]:
