@@ -18,6 +18,7 @@ from sqlite_utils import Database
 
 from bot import logs, messages
 from bot.approval_requests import ApprovalRequests
+from bot.microsoft.azure import ArmError
 from bot.microsoft.graph import GraphError
 from bot.microsoft.partner import PartnerCenterError
 from bot.microsoft.tenant import StepError
@@ -170,7 +171,7 @@ class Runner:
             except (aiohttp.ClientError, TimeoutError) as exc:  # Slack (or ARM) unreachable
                 log.warning("closure %s: network error %s; trying again", closure_id, exc)
                 delay = self.backoff
-            except (GraphError, TokenError, StepError, PartnerCenterError) as exc:
+            except (GraphError, TokenError, StepError, PartnerCenterError, ArmError) as exc:
                 delay = None if await self.transitions.fail(row, str(exc)) else self.backoff
             except Exception as exc:  # a bug must not kill the task silently
                 log.exception("closure %s: unexpected error", closure_id)
