@@ -16,8 +16,9 @@ answers (429 + Retry-After, x-ms-throttle-limit-percentage). Four enforced budge
 Each case compresses time so that the enforced rate is about 1,000 writes/s here (50x, 50x,
 500x, 5x): the bot process sends 1,300-3,400 writes/s on this 2-core machine, so at 2,000/s (the
 earlier 100x) a run measured the machine as much as the pacer (1.06-1.35x from one run to the
-next for the same code). Each case runs in its own simulator process (benchmarks/simserver.py) and bot process
-(benchmarks/botproc.py), with the Slack simulator and two approvers in this process. Measured
+next for the same code). Each case runs in its own simulator process (benchmarks/simserver.py)
+and bot process (benchmarks/botproc.py), with the Slack simulator and two approvers in this
+process. Measured
 on the simulator's clock: from the first DELETE sub-request to the last one admitted.
 
 "The least time the enforced budget allows" is computed with the simulator's own budget
