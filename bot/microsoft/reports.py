@@ -18,6 +18,7 @@ A figure that cannot be read is `unknown` with the reason; reading never fails a
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -160,7 +161,7 @@ async def read_figure(tenant: Tenant, function: str) -> Figure:
     try:
         found = await _location(tenant, function)
         data = found if isinstance(found, bytes) else await _download(tenant, found)
-        return parse(data)
+        return await asyncio.to_thread(parse, data)  # a large tenant's CSV: off the loop
     except GraphError as err:
         reason = _reason(err)
     except ReportUnavailable as err:
