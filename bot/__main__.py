@@ -20,6 +20,7 @@ import aiohttp
 
 from bot.config import ConfigError, Settings, load_settings
 from bot.logs import FORMATS, LEVELS, configure
+from bot.settings import TenantSettings
 from bot.startup import StartupError, Unreachable
 from storage.lock import InstanceLockedError
 
@@ -54,6 +55,14 @@ def _settings(path: str) -> Settings:
     return load_settings(path)
 
 
+def _tenant(settings: Settings, args: argparse.Namespace) -> TenantSettings:
+    """The tenant `--tenant` names, or a one-line error naming the config."""
+    tenant = settings.tenant(args.tenant)
+    if tenant is None:
+        raise CliError(f"{args.config}: tenants: no tenant named {args.tenant!r}")
+    return tenant
+
+
 def cmd_diagram(_: argparse.Namespace) -> int:
     from statemachine.closure import mermaid
 
@@ -70,9 +79,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from storage.db import open_readonly
 
     settings = _settings(args.config)
-    tenant = settings.tenant(args.tenant)
-    if tenant is None:
-        raise CliError(f"{args.config}: tenants: no tenant named {args.tenant!r}")
+    tenant = _tenant(settings, args)
     if not settings.storage_path.is_file():  # opening it would create an empty database
         raise CliError(
             f"{args.config}: storage.path: no database at {settings.storage_path}"
@@ -162,9 +169,7 @@ async def _plan(settings: Settings, name: str, fmt: str) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     settings = _settings(args.config)
-    tenant = settings.tenant(args.tenant)
-    if tenant is None:
-        raise CliError(f"{args.config}: tenants: no tenant named {args.tenant!r}")
+    tenant = _tenant(settings, args)
     return asyncio.run(_plan(settings, tenant.name, args.format))
 
 

@@ -131,44 +131,30 @@ def list_deleted(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphR
     return ok(body)
 
 
-def list_deleted_apps(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
-    """GET /directory/deletedItems/microsoft.graph.application (microsoftgraph/
+def _list_deleted(
+    items: list[dict[str, Any]], req: GraphRequest, entity: str, fields: set[str]
+) -> GraphResponse:
+    """GET /directory/deletedItems/microsoft.graph.{entity} (microsoftgraph/
     microsoft-graph-docs-contrib api-reference/v1.0/api/directory-deleteditems-list.md)."""
     if "$expand" in req.query:
         raise bad_request("Unsupported query.", "Request_UnsupportedQuery")
-    items = apply_filter(
-        list(tenant.deleted_applications.values()),
-        req.query,
-        "application",
-        {"appId", "displayName", "id"},
+    found = apply_filter(items, req.query, entity, fields)
+    return ok(
+        page(found, req, context=f"directoryObjects/microsoft.graph.{entity}", entity_type=entity)
     )
-    body = page(
-        items,
-        req,
-        context="directoryObjects/microsoft.graph.application",
-        entity_type="application",
-    )
-    return ok(body)
+
+
+def list_deleted_apps(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
+    """The recycle bin's applications."""
+    items = list(tenant.deleted_applications.values())
+    return _list_deleted(items, req, "application", {"appId", "displayName", "id"})
 
 
 def list_deleted_sps(tenant: SimTenant, caller: Caller, req: GraphRequest) -> GraphResponse:
-    """GET /directory/deletedItems/microsoft.graph.servicePrincipal (microsoftgraph/
-    microsoft-graph-docs-contrib api-reference/v1.0/api/directory-deleteditems-list.md)."""
-    if "$expand" in req.query:
-        raise bad_request("Unsupported query.", "Request_UnsupportedQuery")
-    items = apply_filter(
-        list(tenant.deleted_service_principals.values()),
-        req.query,
-        "servicePrincipal",
-        {"appId", "displayName", "id", "appOwnerOrganizationId"},
-    )
-    body = page(
-        items,
-        req,
-        context="directoryObjects/microsoft.graph.servicePrincipal",
-        entity_type="servicePrincipal",
-    )
-    return ok(body)
+    """The recycle bin's service principals."""
+    items = list(tenant.deleted_service_principals.values())
+    fields = {"appId", "displayName", "id", "appOwnerOrganizationId"}
+    return _list_deleted(items, req, "servicePrincipal", fields)
 
 
 def _deleted_or_404(tenant: SimTenant, object_id: str) -> dict[str, Any]:
